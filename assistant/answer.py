@@ -1,0 +1,225 @@
+"""Turning retrieved passages into an answer: evidence gate, prompt, generation.
+
+The prompt templates are files in ``prompts/`` (Chinese and English); the answer
+language follows the question's.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+from ingest.keywords import content_terms
+
+from .retrieve import Passage
+
+_CJK = re.compile(r"[\u3400-\u9fff]")
+_ASCII_WORD = re.compile(r"[A-Za-z]+")
+
+
+def question_language(question: str) -> str:
+    """``zh`` when the question is mostly Chinese, else ``en``."""
+    cjk = len(_CJK.findall(question))
+    words = len(_ASCII_WORD.findall(question))
+    return "zh" if cjk and cjk >= words else "en"
+
+
+@lru_cache(maxsize=64)
+def _read_prompt(prompts_dir: str, name: str) -> str:
+    return (Path(prompts_dir) / name).read_text(encoding="utf-8")
+
+
+def prompt(settings: Any, name: str, lang: str) -> str:
+    return _read_prompt(str(settings.prompts_dir), f"{name}.{lang}.txt")
+
+
+def refusal_markers(settings: Any) -> list[str]:
+    text = _read_prompt(str(settings.prompts_dir), "refusal_markers.txt")
+    return [ln.strip().lower() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+
+
+# --- the evidence gate ---------------------------------------------------------------
+
+@dataclass
+class Evidence:
+    enough: bool
+    overlap: float  # share of the question's terms found in the top passages
+    similarity: float  # best dense cosine among them
+    reason: str
+
+
+def evidence(question: str, passages: Sequence[Passage], settings: Any, lang: str) -> Evidence:
+    if not passages:
+        return Evidence(False, 0.0, 0.0, "nothing retrieved")
+    q_terms = content_terms(question)
+    top = passages[:3]
+    found: set[str] = set()
+    for p in top:
+        found.update(p.chunk.tokens)
+        found.update(content_terms(p.chunk.heading_path))
+    overlap = len(q_terms & found) / len(q_terms) if q_terms else 0.0
+    sims = [p.similarity for p in top if p.similarity is not None]
+    sim = max(sims) if sims else 0.0
+    # e5 puts cross-lingual pairs (English question, Chinese note) lower on the scale
+    need_sim = settings.min_similarity if lang == "zh" else settings.min_similarity - 0.05
+    if overlap >= settings.min_overlap:
+        return Evidence(True, overlap, sim, "question terms found in the notes")
+    if sim >= need_sim:
+        return Evidence(True, overlap, sim, "close passages found")
+    return Evidence(False, overlap, sim, f"term overlap {overlap:.2f} < {settings.min_overlap}, "
+                                         f"similarity {sim:.3f} < {need_sim:.2f}")
+
+
+# --- the prompt ----------------------------------------------------------------------
+
+@dataclass
+class PromptPlan:
+    messages: list[Any]
+    passages: list[Passage]  # in prompt order: [n] is passages[n-1]
+    dropped_for_window: int = 0
+    tokens: int = 0
+
+
+def _passage_block(n: int, p: Passage, limit: int) -> str:
+    body = (p.chunk.clean or p.chunk.text).strip()
+    if len(body) > limit:
+        cut = max(body.rfind(ch, 0, limit) for ch in "。！？；.!?\n")
+        body = body[: cut + 1] if cut > limit // 2 else body[:limit] + "…"
+    head = f"（{p.chunk.heading_path}）" if p.chunk.heading else ""
+    return f"[{n}] {head}{body}"
+
+
+def build_prompt(question: str, passages: Sequence[Passage], settings: Any, lang: str,
+                 count_tokens: Callable[[str], int], context_window: int) -> PromptPlan:
+    from llama_index.core.llms import ChatMessage, MessageRole
+
+    chosen = list(passages[: settings.prompt_passages])
+    budget = settings.prompt_chars
+    template = prompt(settings, "answer", lang)
+    system = prompt(settings, "system", lang).strip()
+
+    def render(ps: list[Passage]) -> tuple[str, int]:
+        blocks, left = [], budget
+        for i, p in enumerate(ps):
+            share = max(160, left // max(1, len(ps) - i))
+            block = _passage_block(i + 1, p, share)
+            left -= len(block)
+            blocks.append(block)
+        user = template.format(context="\n\n".join(blocks), question=question.strip())
+        return user, count_tokens(system) + count_tokens(user) + 16
+
+    user, tokens = render(chosen)
+    dropped = 0
+    room = context_window - settings.max_answer_tokens - 32
+    while tokens > room and len(chosen) > 1:
+        chosen.pop()  # the lowest-ranked passage goes first
+        dropped += 1
+        user, tokens = render(chosen)
+    if tokens > room:  # one passage and still too long: shorten it
+        budget = max(200, int(budget * room / tokens))
+        user, tokens = render(chosen)
+    messages = [ChatMessage(role=MessageRole.SYSTEM, content=system), ChatMessage(role=MessageRole.USER, content=user)]
+    return PromptPlan(messages, chosen, dropped, tokens)
+
+
+# --- generation ----------------------------------------------------------------------
+
+class ThinkFilter:
+    """Hides ``<think>…</think>`` (reasoning models that inline their thinking)."""
+
+    def __init__(self):
+        self.buf = ""
+        self.inside = False
+
+    def feed(self, delta: str) -> str:
+        self.buf += delta
+        out = ""
+        while self.buf:
+            if self.inside:
+                end = self.buf.find("</think>")
+                if end == -1:
+                    self.buf = self.buf[-8:]
+                    return out
+                self.buf = self.buf[end + 8:]
+                self.inside = False
+            else:
+                start = self.buf.find("<think>")
+                if start == -1:
+                    # keep a possible partial tag back
+                    keep = 0
+                    for k in range(1, 7):
+                        if "<think>".startswith(self.buf[-k:]):
+                            keep = k
+                    out += self.buf[: len(self.buf) - keep]
+                    self.buf = self.buf[len(self.buf) - keep:]
+                    return out
+                out += self.buf[:start]
+                self.buf = self.buf[start + 7:]
+                self.inside = True
+        return out
+
+    def flush(self) -> str:
+        out = "" if self.inside else self.buf
+        self.buf = ""
+        return out
+
+
+@dataclass
+class Generation:
+    text: str
+    incomplete: bool = False
+    error: str | None = None
+    first_token_s: float | None = None
+    tokens: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def generate(llm: Any, messages: list[Any], on_token: Callable[[str], None] | None = None) -> Generation:
+    """Stream the answer; a connection lost mid-way returns the partial text, marked."""
+    import time
+
+    from .errors import LLMUnavailableError
+    from .faults import explain_llm_error
+
+    t0 = time.perf_counter()
+    filt = ThinkFilter()
+    text = ""
+    first = None
+    n = 0
+    try:
+        for chunk in llm.stream_chat(messages):
+            delta = chunk.delta or ""
+            if not delta:
+                continue
+            shown = filt.feed(delta)
+            n += 1
+            if shown:
+                if first is None:
+                    first = time.perf_counter() - t0
+                text += shown
+                if on_token:
+                    on_token(shown)
+        tail = filt.flush()
+        if tail:
+            text += tail
+            if on_token:
+                on_token(tail)
+    except LLMUnavailableError as exc:
+        if text:
+            return Generation(text, True, str(exc), first, n)
+        raise
+    except Exception as exc:  # noqa: BLE001 - library errors of many kinds, each explained
+        message = explain_llm_error(exc, llm)
+        if text:
+            return Generation(text, True, message, first, n)
+        raise LLMUnavailableError(message) from None
+    return Generation(text.strip(), False, None, first, n)
+
+
+def is_refusal(text: str, settings: Any) -> bool:
+    low = text.lower()
+    head = low[:80]
+    return any(m in head for m in refusal_markers(settings))

@@ -1,0 +1,196 @@
+"""From ``[n]`` markers to checked citations: file, lines and a verbatim quote.
+
+A marker is kept only when it names a passage that was in the prompt and that
+passage supports the sentence it ends (enough of the sentence's terms stand in
+it). Unsupported or out-of-range markers are removed from the answer and reported.
+When the model wrote no marker at all, each sentence that one passage clearly
+supports gets that passage's marker, under the same check.
+The quote is the passage sentence closest to the answer sentence, taken from the
+chunk's verbatim text and checked against the file as it is on disk now.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from ingest.split import _sentence_spans
+
+_MARKER = re.compile(r"\s*[\[【]\s*(\d{1,2}(?:\s*[,，、]\s*\d{1,2})*)\s*[\]】]")
+_CJK = re.compile(r"[\u3400-\u9fff]")
+_ASCII_WORD = re.compile(r"[A-Za-z][A-Za-z0-9\-]+|\d+(?:\.\d+)?")
+SUPPORT_MIN = 0.3
+
+_STOP_BIGRAMS = {"可以", "我们", "这个", "一个", "进行", "通过", "使用", "因为", "所以", "就是", "的是", "是一"}
+_STOP_WORDS = {"the", "and", "for", "with", "that", "this", "are", "was", "from", "which", "its", "into", "use",
+               "uses", "used", "notes", "note", "passage", "according"}
+
+
+def terms(text: str) -> set[str]:
+    """CJK character bigrams plus ASCII words: robust to how a model re-segments Chinese."""
+    out: set[str] = set()
+    for run in re.findall(r"[\u3400-\u9fff]+", text):
+        if len(run) == 1:
+            out.add(run)
+        out.update(run[i:i + 2] for i in range(len(run) - 1))
+    out.update(w.lower() for w in _ASCII_WORD.findall(text))
+    return {t for t in out if t not in _STOP_BIGRAMS and t not in _STOP_WORDS}
+
+
+def support(sentence: str, passage: str) -> float:
+    a = terms(sentence)
+    if not a:
+        return 1.0  # nothing checkable ("是的。"): the marker stands on the passage
+    b = terms(passage)
+    return len(a & b) / len(a)
+
+
+@dataclass
+class Citation:
+    n: int
+    file: str
+    line_start: int
+    line_end: int
+    quote: str
+    score: float
+    support: float
+
+    def to_json(self) -> dict:
+        return {"n": self.n, "file": self.file, "line_start": self.line_start, "line_end": self.line_end,
+                "quote": self.quote, "score": self.score}
+
+
+@dataclass
+class CitedAnswer:
+    text: str
+    citations: list[Citation]
+    dropped: list[str]  # human-readable notes on markers removed
+
+
+def split_sentences(answer: str) -> list[str]:
+    """Answer sentences, each with the markers that follow it."""
+    out: list[str] = []
+    buf = ""
+    i = 0
+    while i < len(answer):
+        ch = answer[i]
+        buf += ch
+        i += 1
+        if ch in "。！？!?\n" or (ch == "." and (i == len(answer) or answer[i] in " \n[【")):
+            m = _MARKER.match(answer, i)
+            while m:  # markers right after the full stop belong to this sentence
+                buf += m.group(0)
+                i = m.end()
+                m = _MARKER.match(answer, i)
+            out.append(buf)
+            buf = ""
+    if buf.strip():
+        out.append(buf)
+    return out
+
+
+def _best_quote(answer_sentence: str, chunk_text: str) -> str:
+    spans = _sentence_spans(chunk_text)
+    if not spans:
+        return chunk_text.strip()
+    best, best_s = None, -1.0
+    for s, e in spans:
+        piece = chunk_text[s:e].strip()
+        sc = support(answer_sentence, piece) if piece else -1
+        if sc > best_s:
+            best, best_s = piece, sc
+    return best or chunk_text.strip()
+
+
+def _locate(notes_dir: Path, file: str, line_start: int, line_end: int, quote: str) -> tuple[int, int] | None:
+    """Lines of ``file`` that hold ``quote`` now: the indexed lines, or where it moved."""
+    try:
+        from ingest.load import decode
+
+        text, _ = decode((notes_dir / file).read_bytes())
+    except (OSError, ValueError):
+        return None
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    if "\n".join(lines[line_start - 1:line_end]).find(quote) != -1:
+        return line_start, line_end
+    full = "\n".join(lines)
+    pos = full.find(quote)
+    if pos == -1:
+        return None
+    start = full.count("\n", 0, pos) + 1
+    return start, start + quote.count("\n")
+
+
+def cite(answer: str, passages: Sequence, notes_dir: Path, infer_missing: bool = True) -> CitedAnswer:
+    """Check the markers of ``answer`` against ``passages`` (the prompt's, in order)."""
+    sentences = split_sentences(answer)
+    citations: dict[int, Citation] = {}
+    dropped: list[str] = []
+    out_sentences: list[str] = []
+    any_marker = bool(_MARKER.search(answer))
+
+    def make(n: int, sentence: str, sc: float) -> Citation | None:
+        p = passages[n - 1]
+        c = p.chunk
+        quote = _best_quote(sentence, c.text)
+        where = _locate(notes_dir, c.file, c.line_start, c.line_end, quote)
+        if where is None:
+            dropped.append(f"[{n}] {c.file} changed since the last ingest")
+            return None
+        # the quote's own lines inside the chunk, so the citation is as narrow as it can be
+        ls, le = where
+        if ls == c.line_start and le == c.line_end and c.line_end > c.line_start:
+            off = c.text.find(quote)
+            if off >= 0:
+                ls = c.line_start + c.text.count("\n", 0, off)
+                le = ls + quote.count("\n")
+        return Citation(n, c.file, ls, le, quote, round(float(p.score), 4), round(sc, 3))
+
+    for sent in sentences:
+        body = _MARKER.sub("", sent)
+        kept: list[int] = []
+        for m in _MARKER.finditer(sent):
+            for tok in re.split(r"[,，、]", m.group(1)):
+                n = int(tok)
+                if not 1 <= n <= len(passages):
+                    dropped.append(f"[{n}] names no passage")
+                    continue
+                sc = support(body, passages[n - 1].chunk.clean or passages[n - 1].chunk.text)
+                if sc < SUPPORT_MIN:
+                    dropped.append(f"[{n}] does not support: {body.strip()[:60]}")
+                    continue
+                if n not in citations:
+                    cit = make(n, body, sc)
+                    if cit is None:
+                        continue
+                    citations[n] = cit
+                if n not in kept:
+                    kept.append(n)
+        if not any_marker and infer_missing and body.strip() and len(terms(body)) >= 2:
+            scored = [(support(body, p.chunk.clean or p.chunk.text), i + 1) for i, p in enumerate(passages)]
+            sc, n = max(scored) if scored else (0.0, 0)
+            if sc >= 0.5:
+                if n not in citations:
+                    cit = make(n, body, sc)
+                    if cit is not None:
+                        citations[n] = cit
+                if n in citations:
+                    kept.append(n)
+        out_sentences.append(_with_markers(body, kept))
+    text = "".join(out_sentences).strip()
+    return CitedAnswer(text, [citations[n] for n in sorted(citations)], dropped)
+
+
+def _with_markers(body: str, ns: list[int]) -> str:
+    if not ns:
+        return body
+    tail = ""
+    stripped = body.rstrip()
+    trailing_ws = body[len(stripped):]
+    # markers go before the sentence's final punctuation mark, as people write them
+    if stripped and stripped[-1] in "。！？!?.;；":
+        tail = stripped[-1]
+        stripped = stripped[:-1]
+    return stripped + "".join(f"[{n}]" for n in ns) + tail + trailing_ws

@@ -1,0 +1,237 @@
+"""`assistant`: ingest a notes folder, ask it questions, see where answers come from.
+
+    assistant ingest ~/notes            index the folder (incremental)
+    assistant ask "MAE 的掩码率是多少？"   answer with [n] citations and Sources
+    assistant search "mask ratio"        retrieval only, no LLM
+    assistant status                     settings, index, answering model
+    assistant ui                         the web chat
+    assistant eval SUITE.yaml            the graded Q&A suite
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="Ask your study notes; every answer cites the file and lines it came from.")
+
+# shared options ---------------------------------------------------------------------
+DataDir = typer.Option(None, "--data-dir", help="Where the index lives (default: per-user data dir)")
+Notes = typer.Option(None, "--notes", help="Notes folder to ask (default: the last one ingested)")
+LLMOpt = typer.Option(None, "--llm", help="auto | embedded | embedded:1.5b | ollama:MODEL")
+EmbedOpt = typer.Option(None, "--embed", help="e5 (embedded) | ollama:MODEL")
+ChromaOpt = typer.Option(None, "--chroma-url", help="Use a `chroma run` server at http://HOST:PORT")
+
+
+def _settings(**kw):
+    from .settings import load_settings
+
+    try:
+        return load_settings(**kw)
+    except Exception as exc:  # pydantic validation: one line, not a traceback
+        _fail(f"bad configuration: {str(exc).splitlines()[0]} (see `assistant status`)")
+
+
+def _fail(message: str, code: int = 2):
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _guard(fn):
+    """Run ``fn``; a UserError becomes one line on stderr and a non-zero exit."""
+    from .errors import UserError
+
+    try:
+        return fn()
+    except UserError as exc:
+        _fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+
+
+# ingest -----------------------------------------------------------------------------
+
+class _RichProgress:
+    def __init__(self, console):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, \
+            TimeElapsedColumn, TimeRemainingColumn
+
+        self.console = console
+        self.p = Progress(TextColumn("{task.description:<18}"), BarColumn(), MofNCompleteColumn(),
+                          TaskProgressColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+                          TextColumn("eta"), TimeRemainingColumn(), console=console, transient=False)
+        self.task = None
+        self.p.start()
+
+    def stage(self, name: str, total: int) -> None:
+        if self.task is not None:
+            self.p.update(self.task, completed=self.p.tasks[self.task].total)
+        self.task = self.p.add_task(name, total=max(total, 0), rate="")
+
+    def advance(self, n: int = 1) -> None:
+        if self.task is not None:
+            self.p.advance(self.task, n)
+            t = self.p.tasks[self.task]
+            if t.elapsed and t.completed:
+                self.p.update(self.task, rate=f"{t.completed / t.elapsed:.1f}/s")
+
+    def warn(self, message: str) -> None:
+        self.console.print(f"[yellow]warning:[/] {message}", highlight=False)
+
+    def close(self):
+        self.p.stop()
+
+
+@app.command()
+def ingest(
+    notes_dir: Optional[Path] = typer.Argument(None, help="Folder of notes (.md, .markdown, .txt)"),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON"),
+    rebuild: bool = typer.Option(False, "--rebuild", help="Drop the index of this folder and build it again"),
+    data_dir: Optional[Path] = DataDir,
+    embed: Optional[str] = EmbedOpt,
+    chroma_url: Optional[str] = ChromaOpt,
+    chunk_chars: Optional[int] = typer.Option(None, "--chunk-chars", help="Target chunk size in characters"),
+):
+    """Index a notes folder: only new or changed files are embedded."""
+    s = _settings(data_dir=data_dir, embed=embed, chroma_url=chroma_url, chunk_chars=chunk_chars,
+                  notes_dir=notes_dir)
+    folder = notes_dir or s.notes_dir
+    if folder is None:
+        from ingest.index import last_notes_dir
+
+        folder = last_notes_dir(s.data_dir)
+        if folder is None:
+            _fail("which folder? run `assistant ingest NOTES_DIR`")
+    from ingest.pipeline import run_ingest
+
+    progress = None
+    if not as_json:
+        from rich.console import Console
+
+        progress = _RichProgress(Console(stderr=True))
+    try:
+        summary = _guard(lambda: run_ingest(s, folder, progress=progress, rebuild=rebuild))
+    finally:
+        if progress:
+            progress.close()
+    if as_json:
+        from dataclasses import asdict
+
+        typer.echo(json.dumps(asdict(summary), ensure_ascii=False))
+    else:
+        for w in summary.warnings:
+            typer.echo(f"warning: {w}", err=True)
+        typer.echo(summary.line())
+
+
+# ask / search -----------------------------------------------------------------------
+
+@app.command()
+def ask(
+    question: str = typer.Argument(..., help="Your question, in Chinese or English"),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (see README)"),
+    top_k: Optional[int] = typer.Option(None, "--top-k", min=1, max=50, help="Sources to retrieve"),
+    notes: Optional[Path] = Notes,
+    llm: Optional[str] = LLMOpt,
+    data_dir: Optional[Path] = DataDir,
+    embed: Optional[str] = EmbedOpt,
+    chroma_url: Optional[str] = ChromaOpt,
+    context_window: Optional[int] = typer.Option(None, "--context-window", help="Ollama num_ctx"),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Ollama request timeout (s)"),
+):
+    """Answer a question from the notes, with [n] citations and the Sources they point to."""
+    s = _settings(data_dir=data_dir, llm=llm, embed=embed, chroma_url=chroma_url, notes_dir=notes,
+                  context_window=context_window, request_timeout=timeout)
+    from .query import NotesAssistant
+
+    qa = NotesAssistant(s)
+    streamed = []
+
+    def on_token(t: str):
+        if not as_json:
+            streamed.append(t)
+            sys.stdout.write(t)
+            sys.stdout.flush()
+
+    ans = _guard(lambda: qa.ask(question, top_k=top_k, on_token=None if as_json else on_token))
+    if as_json:
+        typer.echo(json.dumps(ans.to_json(), ensure_ascii=False))
+        raise typer.Exit(1 if ans.error and not ans.answer else 0)
+    from .render import render_answer_tail
+
+    render_answer_tail(ans, streamed_text="".join(streamed))
+    raise typer.Exit(1 if ans.error and not ans.answer else 0)
+
+
+@app.command()
+def search(
+    query: str = typer.Argument(..., help="What to look for"),
+    as_json: bool = typer.Option(False, "--json"),
+    top_k: Optional[int] = typer.Option(None, "--top-k", min=1, max=50),
+    notes: Optional[Path] = Notes,
+    data_dir: Optional[Path] = DataDir,
+    embed: Optional[str] = EmbedOpt,
+    chroma_url: Optional[str] = ChromaOpt,
+):
+    """Retrieve the passages that match, without asking the LLM."""
+    s = _settings(data_dir=data_dir, embed=embed, chroma_url=chroma_url, notes_dir=notes)
+    from .query import NotesAssistant, sources_json
+
+    qa = NotesAssistant(s)
+    passages = _guard(lambda: qa.search(query, top_k))
+    if as_json:
+        typer.echo(json.dumps(sources_json(passages), ensure_ascii=False))
+        return
+    from .render import render_passages
+
+    render_passages(passages)
+
+
+@app.command()
+def status(
+    as_json: bool = typer.Option(False, "--json"),
+    notes: Optional[Path] = Notes,
+    llm: Optional[str] = LLMOpt,
+    data_dir: Optional[Path] = DataDir,
+    embed: Optional[str] = EmbedOpt,
+    chroma_url: Optional[str] = ChromaOpt,
+):
+    """The settings in force, the index and the answering model."""
+    s = _settings(data_dir=data_dir, llm=llm, embed=embed, chroma_url=chroma_url, notes_dir=notes)
+    from .errors import UserError
+    from .llm import describe_llm
+    from .retrieve import IndexSnapshot
+
+    info = {"config_file": str(s.config_file), "config_file_exists": s.config_file.exists(),
+            "settings": json.loads(s.model_dump_json())}
+    try:
+        info["index"] = IndexSnapshot(s).stats()
+    except UserError as exc:
+        info["index"] = {"error": str(exc)}
+    try:
+        info["llm"] = describe_llm(s)
+    except UserError as exc:
+        info["llm"] = {"error": str(exc)}
+    if as_json:
+        typer.echo(json.dumps(info, ensure_ascii=False, indent=2))
+        return
+    from .render import render_status
+
+    render_status(info)
+
+
+def main():  # console script entry point
+    app()
+
+
+if __name__ == "__main__":
+    main()

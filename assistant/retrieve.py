@@ -1,0 +1,291 @@
+"""Hybrid retrieval: dense (Chroma) + keyword (BM25 over jieba), fused by rank.
+
+Both sides are LlamaIndex retrievers. The fusion is ours because LlamaIndex's
+``QueryFusionRetriever`` has no per-retriever weights in its reciprocal-rank mode
+and de-duplicates by node hash, which keeps a passage repeated verbatim in two
+files twice; here it appears once and lists every file it stands in.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llama_index.core.retrievers import BaseRetriever
+from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+
+from ingest.index import (
+    CorruptIndexError,
+    Manifest,
+    StoredChunk,
+    chroma_client,
+    collection_name,
+    get_collection,
+    index_dir_for,
+    last_notes_dir,
+    load_snapshot_chunks,
+)
+from ingest.keywords import tokenize
+
+from .errors import IndexMismatchError, NoIndexError
+
+
+def _node(c: StoredChunk, score: float) -> NodeWithScore:
+    meta = {"file": c.file, "line_start": c.line_start, "line_end": c.line_end, "heading": c.heading_path,
+            "kind": c.kind}
+    return NodeWithScore(node=TextNode(id_=c.id, text=c.text, metadata=meta), score=score)
+
+
+class IndexSnapshot:
+    """One consistent view of an ingested folder: manifest, chunks, BM25, Chroma."""
+
+    def __init__(self, settings: Any, notes_dir: Path | None = None):
+        self.settings = settings
+        notes = notes_dir or settings.notes_dir or last_notes_dir(settings.data_dir)
+        if notes is None:
+            raise NoIndexError("no notes have been ingested yet: run `assistant ingest NOTES_DIR` first")
+        self.notes_dir = Path(notes).expanduser().resolve()
+        self.index_dir = index_dir_for(settings.data_dir, self.notes_dir)
+        try:
+            manifest = Manifest.load(self.index_dir)
+        except CorruptIndexError as exc:
+            raise NoIndexError(f"{exc}: run `assistant ingest --rebuild {self.notes_dir}`") from None
+        if manifest is None or not manifest.snapshot:
+            raise NoIndexError(f"{self.notes_dir} has not been ingested yet: run `assistant ingest {self.notes_dir}`")
+        from .models import embedder_id
+
+        if manifest.embed_model != embedder_id(settings.embed):
+            raise IndexMismatchError(
+                f"the index was built with {manifest.embed_model}, but {embedder_id(settings.embed)} is configured: "
+                f"use --embed {manifest.embed_model.split(':')[0] if manifest.embed_model.startswith('e5') else manifest.embed_model}"
+                f" or run `assistant ingest --rebuild`")
+        self.manifest = manifest
+        self.manifest_mtime = (self.index_dir / "manifest.json").stat().st_mtime_ns
+        try:
+            self.chunks = load_snapshot_chunks(self.index_dir, manifest.snapshot)
+        except CorruptIndexError as exc:
+            raise NoIndexError(f"{exc}: run `assistant ingest --rebuild {self.notes_dir}`") from None
+        self.by_id = {c.id: c for c in self.chunks}
+        self._bm25 = None
+        self._collection = None
+        self._embedder = None
+        self._dupes: dict[str, list[StoredChunk]] | None = None
+        self._lock = threading.Lock()
+
+    def is_stale(self) -> bool:
+        try:
+            return (self.index_dir / "manifest.json").stat().st_mtime_ns != self.manifest_mtime
+        except OSError:
+            return True
+
+    @property
+    def bm25(self):
+        with self._lock:
+            if self._bm25 is None and self.chunks:
+                import bm25s
+
+                path = self.index_dir / "snapshots" / self.manifest.snapshot / "bm25"
+                try:
+                    self._bm25 = bm25s.BM25.load(str(path), mmap=False, show_progress=False)
+                except Exception as exc:  # a torn or deleted file: rebuild from the chunks we hold
+                    import logging
+
+                    logging.getLogger(__name__).warning("BM25 index unreadable (%s); rebuilding in memory", exc)
+                    self._bm25 = bm25s.BM25()
+                    self._bm25.index([c.tokens or ["\x00"] for c in self.chunks], show_progress=False)
+            return self._bm25
+
+    @property
+    def collection(self):
+        with self._lock:
+            if self._collection is None:
+                client = chroma_client(self.index_dir, self.settings.chroma_url)
+                self._collection = get_collection(client, collection_name(self.index_dir, self.settings.chroma_url))
+            return self._collection
+
+    @property
+    def embedder(self):
+        if self._embedder is None:
+            from .models import make_embedder
+
+            self._embedder = make_embedder(self.settings.embed, self.settings)
+        return self._embedder
+
+    def duplicates_of(self, c: StoredChunk) -> list[StoredChunk]:
+        """Other chunks whose text is the same passage (a note copied into several files)."""
+        if self._dupes is None:
+            groups: dict[str, list[StoredChunk]] = {}
+            for x in self.chunks:
+                groups.setdefault(_norm_text(x.clean or x.text), []).append(x)
+            self._dupes = {k: v for k, v in groups.items() if len(v) > 1}
+        return [x for x in self._dupes.get(_norm_text(c.clean or c.text), []) if x.id != c.id]
+
+    def stats(self) -> dict[str, Any]:
+        return {"notes_dir": str(self.notes_dir), "index_dir": str(self.index_dir),
+                "files": len(self.manifest.files), "chunks": len(self.chunks),
+                "embed_model": self.manifest.embed_model, "snapshot": self.manifest.snapshot}
+
+
+class KeywordRetriever(BaseRetriever):
+    """BM25 over jieba + English word tokens, from the snapshot's bm25s index."""
+
+    def __init__(self, snap: IndexSnapshot, top_k: int = 30):
+        super().__init__()
+        self.snap = snap
+        self.top_k = top_k
+
+    def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        tokens = tokenize(query_bundle.query_str)
+        bm = self.snap.bm25
+        if bm is None or not tokens:
+            return []
+        known = [t for t in tokens if t in bm.vocab_dict]
+        if not known:
+            return []
+        k = min(self.top_k, len(self.snap.chunks))
+        docs, scores = bm.retrieve([known], k=k, show_progress=False, return_as="tuple")
+        out = []
+        for i, s in zip(docs[0], scores[0]):
+            if s <= 0:
+                continue
+            out.append(_node(self.snap.chunks[int(i)], float(s)))
+        return out
+
+
+class DenseRetriever(BaseRetriever):
+    """Vector search in Chroma through LlamaIndex's ``ChromaVectorStore``.
+
+    Hits are kept only when their id belongs to this snapshot, so a concurrent
+    ingest never mixes new chunks into an old view. The node's score is the cosine
+    similarity.
+    """
+
+    def __init__(self, snap: IndexSnapshot, top_k: int = 30):
+        super().__init__()
+        self.snap = snap
+        self.top_k = top_k
+        self._retriever = None
+
+    def _inner(self):
+        if self._retriever is None:
+            from llama_index.core import VectorStoreIndex
+            from llama_index.vector_stores.chroma import ChromaVectorStore
+
+            store = ChromaVectorStore(chroma_collection=self.snap.collection)
+            index = VectorStoreIndex.from_vector_store(store, embed_model=self.snap.embedder)
+            # over-fetch: hits from a newer snapshot are dropped below
+            self._retriever = index.as_retriever(similarity_top_k=self.top_k + 10)
+        return self._retriever
+
+    def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        if not self.snap.chunks:
+            return []
+        out = []
+        for hit in self._inner().retrieve(query_bundle):
+            c = self.snap.by_id.get(hit.node.node_id)
+            if c is None:
+                continue
+            # ChromaVectorStore reports exp(-distance); cosine distance = 1 - cos
+            cos = 1.0 + math.log(max(hit.score or 1e-9, 1e-9))
+            out.append(_node(c, cos))
+        return out[: self.top_k]
+
+
+@dataclass
+class Location:
+    file: str
+    line_start: int
+    line_end: int
+
+
+@dataclass
+class Passage:
+    """A retrieved passage after fusion; ``locations`` lists every file it stands in."""
+
+    chunk: StoredChunk
+    score: float
+    similarity: float | None = None
+    keyword: float | None = None
+    locations: list[Location] = field(default_factory=list)
+    others: list[StoredChunk] = field(default_factory=list)
+
+    @property
+    def file(self) -> str:
+        return self.chunk.file
+
+    @property
+    def text(self) -> str:
+        return self.chunk.text
+
+
+def _norm_text(s: str) -> str:
+    return re.sub(r"\s+", " ", s).strip()
+
+
+class HybridRetriever(BaseRetriever):
+    """Weighted reciprocal-rank fusion of a dense and a keyword retriever."""
+
+    def __init__(self, snap: IndexSnapshot, settings: Any, top_k: int | None = None):
+        super().__init__()
+        self.snap = snap
+        self.settings = settings
+        self.top_k = top_k or settings.top_k
+        n = settings.candidates
+        self.dense = DenseRetriever(snap, n)
+        self.keyword = KeywordRetriever(snap, n)
+
+    def search(self, query: str, top_k: int | None = None) -> list[Passage]:
+        k = top_k or self.top_k
+        bundle = QueryBundle(query)
+        dense = self.dense.retrieve(bundle) if self.settings.vector_weight > 0 else []
+        kw = self.keyword.retrieve(bundle) if self.settings.keyword_weight > 0 else []
+        return fuse(self.snap, dense, kw, self.settings, k)
+
+    def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        return [_node(p.chunk, p.score) for p in self.search(query_bundle.query_str)]
+
+
+def fuse(snap: IndexSnapshot, dense: list[NodeWithScore], kw: list[NodeWithScore], settings: Any,
+         k: int) -> list[Passage]:
+    rrf_k = settings.rrf_k
+    scores: dict[str, float] = {}
+    sim: dict[str, float] = {}
+    kws: dict[str, float] = {}
+    for rank, h in enumerate(dense):
+        scores[h.node.node_id] = scores.get(h.node.node_id, 0.0) + settings.vector_weight / (rrf_k + rank + 1)
+        sim[h.node.node_id] = float(h.score)
+    for rank, h in enumerate(kw):
+        scores[h.node.node_id] = scores.get(h.node.node_id, 0.0) + settings.keyword_weight / (rrf_k + rank + 1)
+        kws[h.node.node_id] = float(h.score)
+    best = (settings.vector_weight + settings.keyword_weight) / (rrf_k + 1)
+    ranked = sorted(scores, key=lambda i: -scores[i])
+    out: list[Passage] = []
+    by_text: dict[str, Passage] = {}
+    for cid in ranked:
+        c = snap.by_id[cid]
+        key = _norm_text(c.clean or c.text)
+        if key in by_text:  # the same passage in another file: one entry, every file listed
+            p = by_text[key]
+            p.locations.append(Location(c.file, c.line_start, c.line_end))
+            p.others.append(c)
+            continue
+        if len(out) >= k:
+            continue
+        p = Passage(c, round(scores[cid] / best, 4), sim.get(cid), kws.get(cid),
+                    [Location(c.file, c.line_start, c.line_end)])
+        by_text[key] = p
+        out.append(p)
+    # identical passages that did not come up in either list still stand in their files
+    for p in out:
+        for c in snap.duplicates_of(p.chunk):
+            if all(o.id != c.id for o in p.others):
+                p.others.append(c)
+                p.locations.append(Location(c.file, c.line_start, c.line_end))
+    for p in out:
+        p.locations.sort(key=lambda l: (l.file != p.chunk.file, l.file, l.line_start))
+    return out

@@ -1,0 +1,88 @@
+"""One settings object: defaults < config file < environment < flags.
+
+The config file is TOML, found at ``$NOTES_ASSISTANT_CONFIG`` or
+``<user config dir>/notes-assistant/config.toml``. Environment variables are
+``NOTES_ASSISTANT_<FIELD>`` (``OLLAMA_HOST`` is honoured as well). Flags are passed
+to :func:`load_settings` as keyword overrides.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+APP = "notes-assistant"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_config_file() -> Path:
+    return Path(os.environ.get("NOTES_ASSISTANT_CONFIG") or Path(platformdirs.user_config_dir(APP)) / "config.toml")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NOTES_ASSISTANT_", extra="ignore", validate_default=True)
+
+    # where things live
+    data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir(APP)),
+                           description="Index (Chroma + keyword index) lives here")
+    model_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_cache_dir(APP)) / "models",
+                            description="Assembled GGUF model files")
+    notes_dir: Path | None = Field(default=None, description="Notes folder; default: the last one ingested")
+    prompts_dir: Path = Field(default=REPO_ROOT / "prompts")
+    chroma_url: str | None = Field(default=None, description="http://HOST:PORT of a `chroma run` server")
+
+    # models
+    llm: str = Field(default="auto", description="auto | embedded | embedded:1.5b | ollama:MODEL")
+    embed: str = Field(default="e5", description="e5 (embedded multilingual-e5-small) | ollama:MODEL")
+    ollama_host: str = Field(default="http://localhost:11434",
+                             validation_alias=AliasChoices("NOTES_ASSISTANT_OLLAMA_HOST", "OLLAMA_HOST", "ollama_host"))
+    ollama_model: str = Field(default="qwen2.5:7b", description="Model `auto` looks for on Ollama")
+    context_window: int = Field(default=8192, ge=512, description="num_ctx sent to Ollama")
+    request_timeout: float = Field(default=120.0, gt=0)
+    keep_alive: str = Field(default="5m")
+    temperature: float = Field(default=0.1, ge=0.0, le=2.0)
+    max_answer_tokens: int = Field(default=320, ge=16)
+    embedded_context_window: int = Field(default=4096, ge=512)
+    threads: int = Field(default=0, ge=0, description="llama.cpp threads; 0 = all cores")
+
+    # ingest
+    chunk_chars: int = Field(default=400, ge=80, description="Prose chunks are merged/cut to about this size")
+
+    # retrieval and answers
+    top_k: int = Field(default=5, ge=1, le=50, description="Sources shown")
+    prompt_passages: int = Field(default=4, ge=1, le=20, description="Passages given to the LLM")
+    prompt_chars: int = Field(default=2400, ge=200, description="Budget of passage characters in the prompt")
+    vector_weight: float = Field(default=1.0, ge=0)
+    keyword_weight: float = Field(default=1.0, ge=0)
+    rrf_k: int = Field(default=60, ge=1)
+    candidates: int = Field(default=30, ge=5, description="Hits taken from each retriever before fusion")
+    min_similarity: float = Field(default=0.80, description="Evidence gate: top dense similarity")
+    min_overlap: float = Field(default=0.5, description="Evidence gate: share of question terms found")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=default_config_file())
+        return (init_settings, env_settings, toml)
+
+    # derived -------------------------------------------------------------------------
+    @property
+    def config_file(self) -> Path:
+        return default_config_file()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings with flag values (``None`` means the flag was not given) on top."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return Settings(**given)

@@ -1,0 +1,314 @@
+"""The ingest run: walk, split what changed, embed what is new, publish atomically.
+
+Order of writes, chosen so that ``kill -9`` at any moment loses nothing:
+
+1. new chunks are upserted into Chroma under content-derived ids (re-running is
+   harmless; an embedding already stored for the same text is reused, so renames
+   and duplicated passages are not embedded twice);
+2. a new keyword snapshot is written to a fresh folder;
+3. the manifest (files, chunk ids, live snapshot) replaces the old one atomically;
+4. Chroma entries no longer in the manifest are deleted, old snapshots pruned.
+
+A run interrupted before 3 leaves the old manifest in force; the next run compares
+Chroma with what the folder needs and fixes both directions.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from assistant.errors import BusyError, IndexMismatchError, NotesFolderError
+
+from .index import (
+    CorruptIndexError,
+    Manifest,
+    StoredChunk,
+    chroma_client,
+    collection_name,
+    get_collection,
+    index_dir_for,
+    load_snapshot_chunks,
+    next_snapshot_name,
+    prune_snapshots,
+    remember_notes_dir,
+    write_snapshot,
+)
+from .keywords import tokenize
+from .load import DecodeError, read_note, walk
+from .split import split_text
+
+EMBED_BATCH = 32
+WRITE_BATCH = 256
+
+
+class Progress(Protocol):
+    def stage(self, name: str, total: int) -> None: ...
+    def advance(self, n: int = 1) -> None: ...
+    def warn(self, message: str) -> None: ...
+
+
+class _Quiet:
+    def stage(self, name: str, total: int) -> None:
+        pass
+
+    def advance(self, n: int = 1) -> None:
+        pass
+
+    def warn(self, message: str) -> None:
+        pass
+
+
+@dataclass
+class IngestSummary:
+    notes_dir: str
+    index_dir: str
+    files: int = 0
+    added: int = 0
+    changed: int = 0
+    removed: int = 0
+    renamed: int = 0
+    unchanged: int = 0
+    skipped: int = 0  # not note files
+    unreadable: int = 0  # note files we could not decode
+    chunks: int = 0
+    chunks_embedded: int = 0
+    chunks_reused: int = 0
+    chunks_deleted: int = 0
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        return (f"{self.files} files: {self.added} added, {self.changed} changed, {self.removed} removed, "
+                f"{self.renamed} renamed, {self.unchanged} unchanged; {self.skipped} skipped, "
+                f"{self.unreadable} unreadable; {self.chunks} chunks ({self.chunks_embedded} embedded, "
+                f"{self.chunks_reused} reused); {self.seconds:.1f} s")
+
+
+def run_ingest(settings: Any, notes_dir: Path, progress: Progress | None = None,
+               embedder: Any = None, rebuild: bool = False,
+               _hook: Callable[[str], None] | None = None) -> IngestSummary:
+    """Bring the index of ``notes_dir`` up to date and return what changed.
+
+    ``_hook(stage)`` is called between write stages; tests use it to observe or
+    interrupt a run at a precise point.
+    """
+    from filelock import FileLock, Timeout
+
+    from assistant.models import embedder_id
+
+    progress = progress or _Quiet()
+    hook = _hook or (lambda stage: None)
+    t0 = time.perf_counter()
+    notes_dir = Path(notes_dir).expanduser()
+    if not notes_dir.exists():
+        raise NotesFolderError(f"notes folder {notes_dir} does not exist: check the path")
+    if not notes_dir.is_dir():
+        raise NotesFolderError(f"{notes_dir} is a file, not a folder: pass the folder that holds your notes")
+    notes_dir = notes_dir.resolve()
+    index_dir = index_dir_for(settings.data_dir, notes_dir)
+    index_dir.mkdir(parents=True, exist_ok=True)
+    model_id = embedder_id(settings.embed)
+
+    lock = FileLock(str(index_dir / "write.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise BusyError(f"another ingest of {notes_dir} is running: wait for it to finish, then run again") from None
+    try:
+        if rebuild:
+            import shutil
+
+            for sub in ("chroma", "snapshots", "manifest.json"):
+                p = index_dir / sub
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+        summary = _ingest_locked(settings, notes_dir, index_dir, model_id, progress, embedder, hook)
+    finally:
+        lock.release()
+    remember_notes_dir(settings.data_dir, notes_dir)
+    summary.seconds = round(time.perf_counter() - t0, 2)
+    return summary
+
+
+def _ingest_locked(settings, notes_dir: Path, index_dir: Path, model_id: str, progress: Progress,
+                   embedder, hook) -> IngestSummary:
+    try:
+        old = Manifest.load(index_dir)
+    except CorruptIndexError as exc:
+        progress.warn(f"{exc}; rebuilding the index from the notes")
+        old = None
+    if old and old.embed_model != model_id:
+        raise IndexMismatchError(
+            f"the index of {notes_dir} was built with {old.embed_model}, not {model_id}: "
+            f"run `assistant ingest --rebuild` to re-embed with {model_id}, or switch back with --embed")
+    old_chunks: dict[str, list[StoredChunk]] = {}
+    if old and old.snapshot:
+        try:
+            for c in load_snapshot_chunks(index_dir, old.snapshot):
+                old_chunks.setdefault(c.file, []).append(c)
+        except CorruptIndexError as exc:
+            progress.warn(f"{exc}; re-reading every note")
+            old = None
+            old_chunks = {}
+    same_split = bool(old) and old.chunk_chars == settings.chunk_chars
+
+    found = walk(notes_dir)
+    if not found.notes:
+        if not notes_dir.exists():
+            raise NotesFolderError(f"notes folder {notes_dir} vanished during the ingest: nothing was changed")
+        raise NotesFolderError(
+            f"no notes in {notes_dir} (looked for .md, .markdown, .txt; {len(found.skipped)} other files skipped)")
+    summary = IngestSummary(str(notes_dir), str(index_dir), skipped=len(found.skipped))
+    for s in found.unreadable:
+        summary.warnings.append(f"skipped {s.rel}: {s.reason}")
+
+    old_files = dict(old.files) if old else {}
+    new_files: dict[str, dict[str, Any]] = {}
+    chunks_by_file: dict[str, list[StoredChunk]] = {}
+    gone_by_sha = {}
+    present = {n.rel for n in found.notes}
+    for rel, meta in old_files.items():
+        if rel not in present:
+            gone_by_sha.setdefault(meta.get("sha256"), []).append(rel)
+
+    progress.stage("reading notes", len(found.notes))
+    for note in found.notes:
+        prev = old_files.get(note.rel)
+        if (same_split and prev and prev["size"] == note.size and prev["mtime_ns"] == note.mtime_ns
+                and note.rel in old_chunks):
+            new_files[note.rel] = prev
+            chunks_by_file[note.rel] = old_chunks[note.rel]
+            summary.unchanged += 1
+            progress.advance()
+            continue
+        try:
+            text, enc, sha = read_note(note)
+        except DecodeError as exc:
+            summary.unreadable += 1
+            summary.warnings.append(f"skipped {note.rel}: {exc}")
+            progress.warn(f"skipped {note.rel}: {exc}")
+            progress.advance()
+            continue
+        except OSError as exc:
+            summary.unreadable += 1
+            summary.warnings.append(f"skipped {note.rel}: cannot read ({exc.strerror or exc})")
+            progress.warn(f"skipped {note.rel}: cannot read ({exc.strerror or exc})")
+            progress.advance()
+            continue
+        meta = {"size": note.size, "mtime_ns": note.mtime_ns, "sha256": sha, "encoding": enc}
+        if same_split and prev and prev.get("sha256") == sha and note.rel in old_chunks:
+            chunks_by_file[note.rel] = old_chunks[note.rel]  # touched, not changed
+            summary.unchanged += 1
+        else:
+            chunks = split_text(text, note.rel, max_chars=settings.chunk_chars)
+            chunks_by_file[note.rel] = [StoredChunk.from_chunk(c, tokenize(c.embed_text)) for c in chunks]
+            if prev is None:
+                if gone_by_sha.get(sha):
+                    gone_by_sha[sha].pop()
+                    summary.renamed += 1
+                else:
+                    summary.added += 1
+            else:
+                summary.changed += 1
+        meta["chunks"] = [c.id for c in chunks_by_file[note.rel]]
+        new_files[note.rel] = meta
+        progress.advance()
+    summary.removed = sum(len(v) for v in gone_by_sha.values())
+    summary.files = len(new_files)
+    if not notes_dir.exists():
+        raise NotesFolderError(f"notes folder {notes_dir} vanished during the ingest: nothing was changed")
+
+    all_chunks = [c for rel in sorted(chunks_by_file) for c in chunks_by_file[rel]]
+    # one id can appear twice only if a file repeats a passage at the same lines: impossible,
+    # but keep Chroma's upsert happy whatever happens
+    seen: set[str] = set()
+    unique = []
+    for c in all_chunks:
+        if c.id not in seen:
+            seen.add(c.id)
+            unique.append(c)
+    all_chunks = unique
+    summary.chunks = len(all_chunks)
+
+    client = chroma_client(index_dir, settings.chroma_url)
+    col = get_collection(client, collection_name(index_dir, settings.chroma_url))
+    stored_ids = set(_all_ids(col))
+    missing = [c for c in all_chunks if c.id not in stored_ids]
+    hook("before-embed")
+    if missing:
+        _store_missing(col, missing, settings, embedder, progress, summary, hook)
+    hook("before-publish")
+
+    name = next_snapshot_name(old.snapshot if old else None)
+    write_snapshot(index_dir, all_chunks, name)
+    hook("before-manifest")
+    Manifest(str(notes_dir), model_id, settings.chunk_chars, name, new_files).save(index_dir)
+    hook("after-manifest")
+
+    stale = list(stored_ids - seen)
+    for i in range(0, len(stale), 5000):
+        col.delete(ids=stale[i:i + 5000])
+    summary.chunks_deleted = len(stale)
+    prune_snapshots(index_dir, keep=[name, old.snapshot] if old and old.snapshot else [name])
+    return summary
+
+
+def _all_ids(col) -> list[str]:
+    ids: list[str] = []
+    offset = 0
+    while True:
+        batch = col.get(include=[], limit=20000, offset=offset)["ids"]
+        ids.extend(batch)
+        if len(batch) < 20000:
+            return ids
+        offset += len(batch)
+
+
+def _store_missing(col, missing: list[StoredChunk], settings, embedder, progress: Progress,
+                   summary: IngestSummary, hook) -> None:
+    # reuse embeddings of identical text already stored (renamed files, repeated passages)
+    reuse: dict[str, list[float]] = {}
+    hashes = sorted({c.text_hash for c in missing})
+    for i in range(0, len(hashes), 500):
+        got = col.get(where={"text_hash": {"$in": hashes[i:i + 500]}}, include=["embeddings", "metadatas"])
+        for meta, emb in zip(got["metadatas"], got["embeddings"]):
+            reuse.setdefault(meta["text_hash"], list(emb))
+    to_embed: dict[str, str] = {}
+    for c in missing:
+        if c.text_hash not in reuse:
+            to_embed.setdefault(c.text_hash, c.embed_text)
+
+    if embedder is None:
+        from assistant.models import make_embedder
+
+        embedder = make_embedder(settings.embed, settings)
+
+    pending = [c for c in missing if c.text_hash in reuse]
+    summary.chunks_reused = len(pending)
+    if pending:
+        _upsert(col, pending, reuse)
+    progress.stage("embedding chunks", len(to_embed))
+    items = list(to_embed.items())
+    waiting = [c for c in missing if c.text_hash not in reuse]
+    by_hash: dict[str, list[StoredChunk]] = {}
+    for c in waiting:
+        by_hash.setdefault(c.text_hash, []).append(c)
+    for i in range(0, len(items), EMBED_BATCH):
+        batch = items[i:i + EMBED_BATCH]
+        vectors = embedder.get_text_embedding_batch([t for _, t in batch])
+        for (h, _), v in zip(batch, vectors):
+            reuse[h] = v
+        ready = [c for h, _ in batch for c in by_hash[h]]
+        _upsert(col, ready, reuse)
+        summary.chunks_embedded += len(ready)
+        progress.advance(len(batch))
+        hook("embedded-batch")
+
+
+def _upsert(col, chunks: list[StoredChunk], vectors: dict[str, list[float]]) -> None:
+    for i in range(0, len(chunks), WRITE_BATCH):
+        part = chunks[i:i + WRITE_BATCH]
+        col.upsert(ids=[c.id for c in part], embeddings=[vectors[c.text_hash] for c in part],
+                   documents=[c.text for c in part], metadatas=[c.metadata() for c in part])
