@@ -22,6 +22,7 @@ _MARKER = re.compile(r"\s*[\[【]\s*(\d{1,2}(?:\s*[,，、]\s*\d{1,2})*)\s*[\]�
 _CJK = re.compile(r"[\u3400-\u9fff]")
 _ASCII_WORD = re.compile(r"[A-Za-z][A-Za-z0-9\-]+|\d+(?:\.\d+)?")
 SUPPORT_MIN = 0.3
+INFER_MIN = 0.5
 
 _STOP_BIGRAMS = {"可以", "我们", "这个", "一个", "进行", "通过", "使用", "因为", "所以", "就是", "的是", "是一"}
 _STOP_WORDS = {"the", "and", "for", "with", "that", "this", "are", "was", "from", "which", "its", "into", "use",
@@ -129,7 +130,6 @@ def cite(answer: str, passages: Sequence, notes_dir: Path, infer_missing: bool =
     citations: dict[int, Citation] = {}
     dropped: list[str] = []
     out_sentences: list[str] = []
-    any_marker = bool(_MARKER.search(answer))
 
     def make(n: int, sentence: str, sc: float) -> Citation | None:
         p = passages[n - 1]
@@ -168,10 +168,12 @@ def cite(answer: str, passages: Sequence, notes_dir: Path, infer_missing: bool =
                     citations[n] = cit
                 if n not in kept:
                     kept.append(n)
-        if not any_marker and infer_missing and body.strip() and len(terms(body)) >= 2:
-            scored = [(support(body, p.chunk.clean or p.chunk.text), i + 1) for i, p in enumerate(passages)]
-            sc, n = max(scored) if scored else (0.0, 0)
-            if sc >= 0.5:
+        if not kept and infer_missing and body.strip() and len(terms(body)) >= 2:
+            # no marker, or none that holds: cite the passage that clearly supports the
+            # sentence, if one does (small models often forget or misnumber markers)
+            scored = [(support(body, p.chunk.clean or p.chunk.text), -i, i + 1) for i, p in enumerate(passages)]
+            sc, _, n = max(scored) if scored else (0.0, 0, 0)
+            if sc >= INFER_MIN:
                 if n not in citations:
                     cit = make(n, body, sc)
                     if cit is not None:

@@ -229,6 +229,62 @@ def status(
     render_status(info)
 
 
+# ui ---------------------------------------------------------------------------------
+
+@app.command()
+def ui(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (another than loopback warns)"),
+    port: int = typer.Option(7860, "--port", min=1, max=65535, help="Port to serve on"),
+    auth: Optional[str] = typer.Option(None, "--auth", envvar="NOTES_ASSISTANT_UI_AUTH",
+                                       help="user:password required to open the UI (or NOTES_ASSISTANT_UI_AUTH)"),
+    share: bool = typer.Option(False, "--share", help="Make a public Gradio share link (off unless asked)"),
+    notes: Optional[Path] = Notes,
+    llm: Optional[str] = LLMOpt,
+    data_dir: Optional[Path] = DataDir,
+):
+    """The web chat: streaming answers, follow-ups, sources you can open and check."""
+    creds = None
+    if auth is not None:
+        user, sep, password = auth.partition(":")
+        if not sep or not user or not password:
+            _fail("--auth takes user:password (both non-empty)")
+        creds = (user, password)
+    s = _settings(data_dir=data_dir, llm=llm, notes_dir=notes)
+    from . import ui as web  # gradio is slow to import: only for this command
+
+    for w in web.exposure_warnings(host, creds, share):
+        typer.echo(f"warning: {w}", err=True)
+    _guard(lambda: web.launch(s, host=host, port=port, auth=creds, share=share))
+
+
+# eval -------------------------------------------------------------------------------
+
+@app.command(name="eval")
+def eval_suite(
+    suite: Path = typer.Argument(..., help="Suite file (.yaml): notes folder, thresholds, graded cases"),
+    notes: Optional[Path] = typer.Option(None, "--notes", help="Notes folder (default: the suite's `notes:`)"),
+    llm: Optional[str] = LLMOpt,
+    baseline: Optional[Path] = typer.Option(None, "--baseline", help="A report.json to compare with"),
+    out: Path = typer.Option(Path("eval-out"), "--out", help="Where report.json and report.md go"),
+    compare: Optional[str] = typer.Option(None, "--compare", help="naive: grade the 5-line LlamaIndex pipeline too"),
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics and gate as one JSON object"),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Run only the first N cases"),
+    judge: Optional[str] = typer.Option(None, "--judge", help="LLM judge (e.g. ollama:qwen2.5:7b); never gates"),
+    temperature: float = typer.Option(0.0, "--temperature", min=0.0, max=2.0,
+                                      help="Answer temperature (default 0: the same code gives the same grades)"),
+    data_dir: Optional[Path] = DataDir,
+    embed: Optional[str] = EmbedOpt,
+    chroma_url: Optional[str] = ChromaOpt,
+):
+    """Grade retrieval, citations and answers on a suite of Q&A pairs; exit 1 on a regression."""
+    s = _settings(data_dir=data_dir, llm=llm, embed=embed, chroma_url=chroma_url, temperature=temperature)
+    from . import evaluate
+
+    code = _guard(lambda: evaluate.main(s, suite, notes=notes, baseline=baseline, out=out, compare=compare,
+                                        as_json=as_json, limit=limit, judge=judge))
+    raise typer.Exit(code)
+
+
 def main():  # console script entry point
     app()
 

@@ -46,6 +46,7 @@ class OllamaEmbedding(BaseEmbedding):
     model_name: str = "bge-m3"
     base_url: str = "http://localhost:11434"
     timeout: float = 120.0
+    keep_alive: str | float | None = None
     embed_batch_size: int = 16
     _client: Any = PrivateAttr(default=None)
 
@@ -60,17 +61,30 @@ class OllamaEmbedding(BaseEmbedding):
         import httpx
         import ollama
 
+        from .llm import keep_alive_value
+
+        name, host = self.model_name, self.base_url
         try:
-            return [list(v) for v in self._c().embed(model=self.model_name, input=texts).embeddings]
+            got = self._c().embed(model=name, input=texts, keep_alive=keep_alive_value(self.keep_alive))
         except ollama.ResponseError as exc:
-            if exc.status_code == 404:
-                raise ModelError(f"Ollama has no model '{self.model_name}': run `ollama pull {self.model_name}`") from None
-            raise LLMUnavailableError(f"Ollama embedding failed: {exc.error}") from None
+            error = " ".join(str(exc.error or "").split())[:200]
+            if exc.status_code == 404 or "not found" in error.lower():
+                raise ModelError(f"Ollama has no model '{name}': run `ollama pull {name}`") from None
+            if "does not support" in error.lower():
+                raise ModelError(f"Ollama model '{name}' cannot embed ({error}): "
+                                 f"use an embedding model, e.g. --embed ollama:bge-m3") from None
+            raise LLMUnavailableError(f"Ollama embedding failed (HTTP {exc.status_code}): {error}") from None
         except (httpx.ConnectError, ConnectionError):
-            raise LLMUnavailableError(
-                f"Ollama is not running at {self.base_url}: start it with `ollama serve`") from None
+            raise LLMUnavailableError(f"Ollama is not running at {host}: start it with `ollama serve`") from None
         except httpx.TimeoutException:
-            raise LLMUnavailableError(f"Ollama did not answer within {self.timeout:.0f} s") from None
+            raise LLMUnavailableError(f"Ollama did not embed within {self.timeout:g} s: raise request_timeout "
+                                      f"(NOTES_ASSISTANT_REQUEST_TIMEOUT)") from None
+        except httpx.HTTPError as exc:
+            raise LLMUnavailableError(f"the request to Ollama at {host} failed: {type(exc).__name__}") from None
+        vectors = [list(v) for v in got.embeddings]
+        if len(vectors) != len(texts):
+            raise LLMUnavailableError(f"Ollama returned {len(vectors)} embeddings for {len(texts)} texts")
+        return vectors
 
     def _get_query_embedding(self, query: str) -> list[float]:
         return self._embed([query])[0]
@@ -86,7 +100,10 @@ class OllamaEmbedding(BaseEmbedding):
 
 
 def make_ollama_embedding(model: str, settings: Any = None) -> OllamaEmbedding:
+    from .llm import normalize_host
+
     kw = {}
     if settings is not None:
-        kw = {"base_url": settings.ollama_host, "timeout": settings.request_timeout}
+        kw = {"base_url": normalize_host(settings.ollama_host), "timeout": settings.request_timeout,
+              "keep_alive": settings.keep_alive}
     return OllamaEmbedding(model_name=model, **kw)

@@ -9,6 +9,8 @@ from typing import Any, Sequence
 def _console(stderr: bool = False):
     from rich.console import Console
 
+    if stderr:
+        sys.stdout.flush()  # keep stdout and stderr lines in order in a terminal
     return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
@@ -48,6 +50,7 @@ def render_answer_tail(ans: Any, streamed_text: str = "") -> None:
         for i, p in enumerate(ans.sources[:5], 1):
             out.print(f"  {i}. {p.chunk.file}:{_lines(p.chunk.line_start, p.chunk.line_end)}  "
                       f"\"{_short(p.chunk.text, 100)}\"", markup=False)
+    sys.stdout.flush()
     for w in ans.warnings:
         if not w.startswith("evidence gate"):
             err.print(f"[dim]note: {w}[/]")

@@ -95,7 +95,10 @@ def decode(data: bytes) -> tuple[str, str]:
     try the few encodings notes actually come in, strictest first.
     """
     if data.startswith(codecs.BOM_UTF8):
-        return data[len(codecs.BOM_UTF8):].decode("utf-8"), "utf-8-sig"
+        try:
+            return data[len(codecs.BOM_UTF8):].decode("utf-8"), "utf-8-sig"
+        except UnicodeDecodeError as exc:  # a BOM then bytes that are not UTF-8
+            raise DecodeError(f"bad UTF-8 after a UTF-8 BOM: {exc.reason}") from exc
     if data.startswith(codecs.BOM_UTF16_LE) or data.startswith(codecs.BOM_UTF16_BE):
         try:
             return data.decode("utf-16"), "utf-16"

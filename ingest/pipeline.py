@@ -119,17 +119,40 @@ def run_ingest(settings: Any, notes_dir: Path, progress: Progress | None = None,
         raise BusyError(f"another ingest of {notes_dir} is running: wait for it to finish, then run again") from None
     try:
         if rebuild:
-            import shutil
-
-            for sub in ("chroma", "snapshots", "manifest.json"):
-                p = index_dir / sub
-                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            _drop_index(settings, index_dir)
         summary = _ingest_locked(settings, notes_dir, index_dir, model_id, progress, embedder, hook)
     finally:
         lock.release()
     remember_notes_dir(settings.data_dir, notes_dir)
     summary.seconds = round(time.perf_counter() - t0, 2)
     return summary
+
+
+def _drop_index(settings, index_dir: Path) -> None:
+    """Forget everything stored for this folder: the Chroma collection, snapshots, manifest.
+
+    The collection is dropped through the client, not by deleting Chroma's folder:
+    a client cached in this process (Chroma keeps one per path) would otherwise go on
+    serving the deleted data ("Failed to get segments"), and a `chroma run` server
+    keeps its collection whatever happens to local folders.
+    """
+    import shutil
+
+    name = collection_name(index_dir, settings.chroma_url)
+    try:
+        client = chroma_client(index_dir, settings.chroma_url)
+        if name in {getattr(c, "name", c) for c in client.list_collections()}:
+            client.delete_collection(name)
+    except Exception:  # an unreadable local store: start it afresh
+        if settings.chroma_url:
+            raise
+        from chromadb.api.client import SharedSystemClient
+
+        SharedSystemClient.clear_system_cache()
+        shutil.rmtree(index_dir / "chroma", ignore_errors=True)
+    for sub in ("snapshots", "manifest.json"):
+        p = index_dir / sub
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
 
 def _ingest_locked(settings, notes_dir: Path, index_dir: Path, model_id: str, progress: Progress,
@@ -172,6 +195,10 @@ def _ingest_locked(settings, notes_dir: Path, index_dir: Path, model_id: str, pr
     for rel, meta in old_files.items():
         if rel not in present:
             gone_by_sha.setdefault(meta.get("sha256"), []).append(rel)
+
+    for rel, meta in old_files.items():
+        if not meta.get("chunks") and rel not in old_chunks:
+            old_chunks[rel] = []  # a note with nothing to index (empty, front matter only) is known too
 
     progress.stage("reading notes", len(found.notes))
     for note in found.notes:

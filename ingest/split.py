@@ -37,6 +37,7 @@ _LINK = re.compile(r"(?<!!)\[([^\]]+)\]\((?:[^)]*)\)")
 _WIKILINK = re.compile(r"\[\[([^\]|#]+)(?:#[^\]|]*)?(?:\|([^\]]+))?\]\]")
 _HTML_TAG = re.compile(r"</?[A-Za-z][^>]{0,200}>")
 _SENT_END = set("。！？；!?;")
+_BEGIN_ENV = re.compile(r"\\begin\{([A-Za-z]+\*?)\}")
 
 
 @dataclass
@@ -93,6 +94,7 @@ class _Unit:
     text: str
     kind: str  # prose | code
     heading: tuple[str, ...]
+    section: int = 0  # how many heading lines precede the unit: two sections may share a path
 
 
 def _front_matter_end(lines: list[str]) -> int:
@@ -139,6 +141,7 @@ def _math_opens(line: str) -> str | None:
 def _units(lines: list[str], markdown: bool) -> list[_Unit]:
     units: list[_Unit] = []
     heading: list[tuple[int, str]] = []
+    section = 0
     i = _front_matter_end(lines) if markdown else 0
     para: list[int] = []  # line indexes of the open paragraph
 
@@ -149,7 +152,7 @@ def _units(lines: list[str], markdown: bool) -> list[_Unit]:
         if para:
             text = "\n".join(lines[j] for j in para)
             if text.strip():
-                units.append(_Unit(para[0] + 1, para[-1] + 1, text, "prose", path()))
+                units.append(_Unit(para[0] + 1, para[-1] + 1, text, "prose", path(), section))
             para.clear()
 
     n = len(lines)
@@ -163,6 +166,7 @@ def _units(lines: list[str], markdown: bool) -> list[_Unit]:
                 while heading and heading[-1][0] >= level:
                     heading.pop()
                 heading.append((level, clean_markup(m.group(2)) or m.group(2)))
+                section += 1
                 i += 1
                 continue
             f = _FENCE.match(line)
@@ -173,7 +177,7 @@ def _units(lines: list[str], markdown: bool) -> list[_Unit]:
                 while j < n and not lines[j].strip().startswith(mark[0] * len(mark)):
                     j += 1
                 end = min(j, n - 1)
-                units.append(_Unit(i + 1, end + 1, "\n".join(lines[i : end + 1]), "code", path()))
+                units.append(_Unit(i + 1, end + 1, "\n".join(lines[i : end + 1]), "code", path(), section))
                 i = end + 1
                 continue
         if not line.strip():
@@ -229,6 +233,11 @@ def _sentence_spans(text: str) -> list[tuple[int, int]]:
             i += 1
             continue
         opened = False
+        env = _BEGIN_ENV.match(text, i)
+        if env and text.find(f"\\end{{{env.group(1)}}}", env.end()) != -1:
+            math_close = f"\\end{{{env.group(1)}}}"
+            i = env.end()
+            continue
         for opener, closer in (("$$", "$$"), ("\\[", "\\]"), ("\\(", "\\)"), ("$", "$")):
             if not text.startswith(opener, i):
                 continue
@@ -339,7 +348,7 @@ def split_text(text: str, file: str, markdown: bool | None = None, max_chars: in
                 if c:
                     chunks.append(Chunk(file, ls, le, piece, list(unit.heading), "prose", c))
             continue
-        if group and (group[0].heading != unit.heading
+        if group and (group[0].section != unit.section
                       or sum(len(u.text) for u in group) + len(unit.text) > max_chars):
             emit_group()
         group.append(unit)
