@@ -33,3 +33,7 @@ class BusyError(UserError):
 
 class LLMUnavailableError(UserError):
     """The answering model cannot be reached; retrieval still works."""
+
+
+class ChromaUnavailableError(UserError):
+    """The Chroma server named by --chroma-url cannot be reached."""

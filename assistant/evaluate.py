@@ -165,6 +165,12 @@ def load_suite(path: Path | str) -> Suite:
         must_not = raw.get("must_not_include") or []
         if isinstance(must_not, str):
             must_not = [must_not]
+        for alt in [a for f in facts for a in f] + [str(m) for m in must_not]:
+            if alt.startswith("re:"):
+                try:
+                    re.compile(alt[3:])
+                except re.error as exc:
+                    raise SuiteError(f"{where}: bad pattern {alt!r}: {exc}") from None
         ev = raw.get("evidence") or []
         ev = [ev] if isinstance(ev, str) else [str(e) for e in ev]
         cases.append(Case(cid, question, kind, [s.strip() for s in sources], facts,
@@ -189,14 +195,23 @@ def strip_markers(answer: str) -> str:
     return _MARKER.sub("", answer or "")
 
 
+def matches(alt: str, normalized_answer: str) -> bool:
+    """``alt`` stands in the answer; ``re:PATTERN`` is a regular expression over the normalized
+    answer (for numbers: ``re:(?<![\\d.])8(?![\\d.])`` matches 8 but not 0.8 or 2018)."""
+    if alt.startswith("re:"):
+        return re.search(alt[3:], normalized_answer) is not None
+    n = normalize(alt)
+    return bool(n) and n in normalized_answer
+
+
 def facts_found(answer: str, facts: Sequence[Sequence[str]]) -> list[bool]:
     a = normalize(strip_markers(answer))
-    return [any(normalize(alt) and normalize(alt) in a for alt in fact) for fact in facts]
+    return [any(matches(alt, a) for alt in fact) for fact in facts]
 
 
 def forbidden_found(answer: str, forbidden: Sequence[str]) -> list[str]:
     a = normalize(strip_markers(answer))
-    return [f for f in forbidden if normalize(f) and normalize(f) in a]
+    return [f for f in forbidden if matches(f, a)]
 
 
 class NoteFiles:
@@ -260,7 +275,9 @@ def grade(case: Case, result: dict, notes: NoteFiles) -> dict[str, Any]:
     g["citations"] = len(cits)
     g["citations_valid"] = sum(valid)
     g["invalid_citations"] = [f"{c['file']}:{c['line_start']}-{c['line_end']}" for c, ok in zip(cits, valid) if not ok]
-    answered = not g["refused"] and not (g["error"] and not result.get("answer"))
+    # an answer cut short by an error still counts with what it said; no answer at all does not
+    answered = not g["refused"] and bool((result.get("answer") or "").strip())
+    g["answered"] = answered
     if case.answerable:
         if cits:
             g["precision"] = sum(1 for c in cits if c["file"] in expected) / len(cits)
@@ -296,7 +313,7 @@ def aggregate(rows: Sequence[tuple[Case, dict]]) -> dict[str, Any]:
     """Metrics over (case, grades) pairs."""
     ans = [(c, g) for c, g in rows if c.answerable]
     una = [(c, g) for c, g in rows if not c.answerable]
-    answered = [(c, g) for c, g in ans if not g["refused"] and not g["error"]]
+    answered = [(c, g) for c, g in ans if g.get("answered", not g["refused"] and not g["error"])]
     total_cits = sum(g["citations"] for _, g in rows)
     m: dict[str, Any] = {"cases": len(rows), "answerable": len(ans), "unanswerable": len(una)}
     m["hit_at_1"] = _mean(g["hit_at_1"] for _, g in ans)
@@ -489,9 +506,13 @@ def _judge(judge_llm: Any, case: Case, result: dict) -> dict[str, Any]:
 
 
 def _settings_summary(settings: Any) -> dict[str, Any]:
-    keys = ("embed", "top_k", "prompt_passages", "prompt_chars", "temperature", "max_answer_tokens", "chunk_chars",
-            "vector_weight", "keyword_weight", "rrf_k", "candidates", "min_similarity", "min_overlap")
-    return {k: getattr(settings, k) for k in keys if hasattr(settings, k)}
+    """The settings that shape answers (not where things live)."""
+    skip = {"data_dir", "model_dir", "notes_dir", "prompts_dir", "chroma_url", "ollama_host", "keep_alive"}
+    try:
+        data = settings.model_dump(mode="json")
+    except AttributeError:
+        data = dict(vars(settings))
+    return {k: v for k, v in data.items() if k not in skip and k != "llm"}
 
 
 def run_suite(suite: Suite, settings: Any, *, notes_dir: Path | None = None, compare: str | None = None,
@@ -517,9 +538,18 @@ def run_suite(suite: Suite, settings: Any, *, notes_dir: Path | None = None, com
         remember_notes_dir(settings.data_dir, Path(previous))  # eval does not change `assistant ask`'s folder
     log(summary.line())
 
+    notes = NoteFiles(notes_path)
+    files = set(notes.all_files())
+    warnings = []
+    for case in cases:
+        missing = [f for f in case.sources if f not in files]
+        if missing:
+            warnings.append(f"case `{case.id}` names sources that are not notes of {notes_path}: {', '.join(missing)}")
+    for w in warnings:
+        log(f"warning: {w}")
+
     qa = NotesAssistant(settings, notes_dir=notes_path)
     loaded = qa.llm  # load once; an unreachable model is a one-line error before any case runs
-    notes = NoteFiles(notes_path)
 
     naive = None
     if compare:
@@ -574,6 +604,8 @@ def run_suite(suite: Suite, settings: Any, *, notes_dir: Path | None = None, com
         "thresholds": suite.thresholds, "tolerance": suite.tolerance,
         "metrics": metrics_by_kind(rows), "cases": out_cases,
     }
+    if warnings:
+        report["warnings"] = warnings
     if judge:
         report["judge"] = judge
     if naive is not None:
@@ -621,26 +653,30 @@ LABELS = {m[0]: m[1] for m in METRICS}
 
 
 def table_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """Header and rows by kind and overall; with a naive run each cell reads ``ours / naive``."""
+    """One row per metric, one column per kind and overall; with a naive run cells read ``ours / naive``."""
     naive = report.get("naive", {}).get("metrics")
-    cols = list(TABLE_METRICS)
+    names = list(TABLE_METRICS)
     if "judge_correctness" in report["metrics"]["overall"]:
-        cols += ["judge_correctness", "judge_faithfulness"]
-    header = ["kind", "n"] + [LABELS[c] for c in cols]
-    rows = []
+        names += ["judge_correctness", "judge_faithfulness"]
     kinds = list(report["metrics"]["by_kind"]) + ["overall"]
-    for kind in kinds:
-        m = report["metrics"]["overall"] if kind == "overall" else report["metrics"]["by_kind"][kind]
-        nm = None
-        if naive:
-            nm = naive["overall"] if kind == "overall" else naive["by_kind"].get(kind)
-        cells = [kind, str(m["cases"])]
-        for c in cols:
-            cell = _fmt(m.get(c))
+
+    def col(metrics: dict | None, kind: str) -> dict | None:
+        if metrics is None:
+            return None
+        return metrics["overall"] if kind == "overall" else metrics["by_kind"].get(kind)
+
+    header = ["metric"] + kinds
+    rows = [["cases"] + [str(col(report["metrics"], k)["cases"]) for k in kinds]]
+    for name in names:
+        cells = [LABELS[name]]
+        for k in kinds:
+            cell = _fmt(col(report["metrics"], k).get(name))
+            nm = col(naive, k)
             if nm is not None:
-                cell += " / " + _fmt(nm.get(c))
+                cell += " / " + _fmt(nm.get(name))
             cells.append(cell)
-        rows.append(cells)
+        if any(c.strip("-/ ") for c in cells[1:]):
+            rows.append(cells)
     return header, rows
 
 
@@ -650,12 +686,14 @@ def render_table(report: dict[str, Any], console: Any) -> None:
     header, rows = table_rows(report)
     title = f"{Path(report['suite']).name}: {report['metrics']['overall']['cases']} cases, {report['config']['llm']}"
     if report.get("naive"):
-        title += "  (cells: ours / naive)"
-    t = Table(title=title, show_lines=False)
+        title += " (ours / naive)"
+    console.print(title, style="bold")
+    t = Table()
     for i, h in enumerate(header):
-        t.add_column(h, justify="left" if i == 0 else "right", no_wrap=True)
+        t.add_column(h, justify="left" if i == 0 else "right", no_wrap=True,
+                     style="bold" if h == "overall" else None)
     for r in rows:
-        t.add_row(*r, style="bold" if r[0] == "overall" else None)
+        t.add_row(*r)
     console.print(t)
     g = report.get("gate", {})
     for f in g.get("failures", []):
@@ -710,6 +748,8 @@ def markdown(report: dict[str, Any]) -> str:
     if report.get("naive"):
         lines.append(f"- naive pipeline: {report['naive']['description']}")
         lines.append("- cells read `ours / naive`")
+    for w in report.get("warnings", []):
+        lines.append(f"- warning: {w}")
     lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     g = report.get("gate")
@@ -762,6 +802,8 @@ def summary_json(report: dict[str, Any], paths: dict[str, str]) -> dict[str, Any
            "gate": report.get("gate"), "report": paths}
     if report.get("naive"):
         out["naive"] = report["naive"]["metrics"]
+    if report.get("warnings"):
+        out["warnings"] = report["warnings"]
     return out
 
 
@@ -799,6 +841,8 @@ def main(settings: Any, suite_path: Path, *, notes: Path | None = None, baseline
     if as_json:
         print(json.dumps(summary_json(report, paths), ensure_ascii=False))
     else:
-        render_table(report, Console(highlight=False))
+        import sys
+
+        render_table(report, Console(highlight=False, width=None if sys.stdout.isatty() else 160))
         err.print(f"reports: {paths['json']}  {paths['markdown']}")
     return 0 if result["passed"] else 1

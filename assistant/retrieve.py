@@ -24,11 +24,13 @@ from ingest.index import (
     Manifest,
     StoredChunk,
     chroma_client,
+    chroma_errors,
     collection_name,
     get_collection,
     index_dir_for,
     last_notes_dir,
     load_snapshot_chunks,
+    load_snapshot_vectors,
 )
 from ingest.keywords import tokenize
 
@@ -73,6 +75,7 @@ class IndexSnapshot:
         self.by_id = {c.id: c for c in self.chunks}
         self._bm25 = None
         self._collection = None
+        self._vectors: Any = False  # not loaded yet
         self._embedder = None
         self._dupes: dict[str, list[StoredChunk]] | None = None
         self._lock = threading.Lock()
@@ -104,9 +107,31 @@ class IndexSnapshot:
     def collection(self):
         with self._lock:
             if self._collection is None:
-                client = chroma_client(self.index_dir, self.settings.chroma_url)
-                self._collection = get_collection(client, collection_name(self.index_dir, self.settings.chroma_url))
+                with chroma_errors(self.settings.chroma_url):
+                    client = chroma_client(self.index_dir, self.settings.chroma_url)
+                    self._collection = get_collection(client, collection_name(self.index_dir, self.settings.chroma_url))
             return self._collection
+
+    @property
+    def vectors(self):
+        """The snapshot's own vectors, unit length, one row per chunk, for a local index; None
+        with a Chroma server (readers query it) or an index written before vectors were kept.
+
+        Local readers search these instead of opening Chroma's PersistentClient: a second
+        process opening the store while an ingest writes gets "Error finding id", segfaults,
+        or grows link_lists.bin without bound (measured with chromadb 1.5.9)."""
+        with self._lock:
+            if self._vectors is False:
+                v = None
+                if not self.settings.chroma_url and self.chunks:
+                    import numpy as np
+
+                    v = load_snapshot_vectors(self.index_dir, self.manifest.snapshot, len(self.chunks))
+                    if v is not None:
+                        norms = np.linalg.norm(v, axis=1, keepdims=True)
+                        v = v / np.where(norms > 0, norms, 1.0)
+                self._vectors = v
+            return self._vectors
 
     @property
     def embedder(self):
@@ -128,7 +153,25 @@ class IndexSnapshot:
     def stats(self) -> dict[str, Any]:
         return {"notes_dir": str(self.notes_dir), "index_dir": str(self.index_dir),
                 "files": len(self.manifest.files), "chunks": len(self.chunks),
-                "embed_model": self.manifest.embed_model, "snapshot": self.manifest.snapshot}
+                "embed_model": self.manifest.embed_model, "snapshot": self.manifest.snapshot,
+                "vectors": self._vector_stats()}
+
+    def _vector_stats(self) -> str:
+        if not self.settings.chroma_url:
+            from ingest.index import VECTORS_FILE
+
+            has = (self.index_dir / "snapshots" / self.manifest.snapshot / VECTORS_FILE).exists()
+            return "in the snapshot" if has or not self.chunks else "in Chroma (run `assistant ingest` to upgrade)"
+        from .errors import UserError
+
+        try:
+            with chroma_errors(self.settings.chroma_url):
+                held = self.collection.count()
+        except UserError as exc:
+            return str(exc)
+        note = "" if held >= len(self.chunks) else ": some are missing, run `assistant ingest` to upload them again"
+        return f"Chroma server {self.settings.chroma_url} holds {held} for {len(self.chunks)} chunks{note}"
+
 
 
 class KeywordRetriever(BaseRetriever):
@@ -158,9 +201,10 @@ class KeywordRetriever(BaseRetriever):
 
 
 class DenseRetriever(BaseRetriever):
-    """Vector search in Chroma through LlamaIndex's ``ChromaVectorStore``.
+    """Vector search: over the snapshot's vectors for a local index, else in Chroma through
+    LlamaIndex's ``ChromaVectorStore`` (a Chroma server, or an index without vectors.npy).
 
-    Hits are kept only when their id belongs to this snapshot, so a concurrent
+    Chroma hits are kept only when their id belongs to this snapshot, so a concurrent
     ingest never mixes new chunks into an old view. The node's score is the cosine
     similarity.
     """
@@ -185,8 +229,13 @@ class DenseRetriever(BaseRetriever):
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         if not self.snap.chunks:
             return []
+        vecs = self.snap.vectors
+        if vecs is not None:
+            return self._retrieve_local(query_bundle, vecs)
+        with chroma_errors(self.snap.settings.chroma_url):
+            hits = self._inner().retrieve(query_bundle)
         out = []
-        for hit in self._inner().retrieve(query_bundle):
+        for hit in hits:
             c = self.snap.by_id.get(hit.node.node_id)
             if c is None:
                 continue
@@ -194,6 +243,20 @@ class DenseRetriever(BaseRetriever):
             cos = 1.0 + math.log(max(hit.score or 1e-9, 1e-9))
             out.append(_node(c, cos))
         return out[: self.top_k]
+
+    def _retrieve_local(self, query_bundle: QueryBundle, vecs) -> list[NodeWithScore]:
+        import numpy as np
+
+        q = query_bundle.embedding or self.snap.embedder.get_query_embedding(query_bundle.query_str)
+        q = np.asarray(q, dtype=np.float32)
+        if q.shape[0] != vecs.shape[1]:
+            raise IndexMismatchError(f"the index holds {vecs.shape[1]}-dimension vectors but the embedding model "
+                                     f"gives {q.shape[0]}: run `assistant ingest --rebuild`")
+        sims = vecs @ (q / (np.linalg.norm(q) or 1.0))
+        k = min(self.top_k, len(sims))
+        top = np.argpartition(-sims, k - 1)[:k]
+        top = top[np.argsort(-sims[top], kind="stable")]
+        return [_node(self.snap.chunks[int(i)], float(sims[i])) for i in top]
 
 
 @dataclass
@@ -244,14 +307,23 @@ class HybridRetriever(BaseRetriever):
         bundle = QueryBundle(query)
         dense = self.dense.retrieve(bundle) if self.settings.vector_weight > 0 else []
         kw = self.keyword.retrieve(bundle) if self.settings.keyword_weight > 0 else []
-        return fuse(self.snap, dense, kw, self.settings, k)
+        return fuse(self.snap, dense, kw, self.settings, k, query)
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         return [_node(p.chunk, p.score) for p in self.search(query_bundle.query_str)]
 
 
+_CODE_WORDS = re.compile(
+    r"代码|函数|接口|调用|实现|编程|库|框架|参数名|\bcode\b|function|\bapi\b|implement|python|pytorch|torch|"
+    r"tensorflow|mxnet|paddle|numpy|\bnn\.|\w+\(\)|`", re.I)
+
+
+def asks_about_code(query: str) -> bool:
+    return bool(_CODE_WORDS.search(query or ""))
+
+
 def fuse(snap: IndexSnapshot, dense: list[NodeWithScore], kw: list[NodeWithScore], settings: Any,
-         k: int) -> list[Passage]:
+         k: int, query: str = "") -> list[Passage]:
     rrf_k = settings.rrf_k
     scores: dict[str, float] = {}
     sim: dict[str, float] = {}
@@ -263,6 +335,12 @@ def fuse(snap: IndexSnapshot, dense: list[NodeWithScore], kw: list[NodeWithScore
         scores[h.node.node_id] = scores.get(h.node.node_id, 0.0) + settings.keyword_weight / (rrf_k + rank + 1)
         kws[h.node.node_id] = float(h.score)
     best = (settings.vector_weight + settings.keyword_weight) / (rrf_k + 1)
+    if settings.code_penalty != 1.0 and not asks_about_code(query):
+        # code listings share many terms with the prose around them; unless the question
+        # is about code they should not push prose out of the results
+        for cid in scores:
+            if snap.by_id[cid].kind == "code":
+                scores[cid] *= settings.code_penalty
     ranked = sorted(scores, key=lambda i: -scores[i])
     out: list[Passage] = []
     by_text: dict[str, Passage] = {}

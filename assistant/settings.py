@@ -52,6 +52,9 @@ class Settings(BaseSettings):
 
     # ingest
     chunk_chars: int = Field(default=400, ge=80, description="Prose chunks are merged/cut to about this size")
+    max_note_mb: float = Field(default=10.0, gt=0, description="Notes larger than this are skipped with a warning "
+                               "(a 50 MB note would take hours to embed)")
+    embed_headings: bool = Field(default=True, description="Embed and keyword-index each chunk with its heading path")
 
     # retrieval and answers
     top_k: int = Field(default=5, ge=1, le=50, description="Sources shown")
@@ -60,6 +63,8 @@ class Settings(BaseSettings):
     vector_weight: float = Field(default=1.0, ge=0)
     keyword_weight: float = Field(default=1.0, ge=0)
     rrf_k: int = Field(default=60, ge=1)
+    code_penalty: float = Field(default=0.5, ge=0, le=1, description="Fused-score factor for code chunks "
+                                "when the question is not about code")
     candidates: int = Field(default=30, ge=5, description="Hits taken from each retriever before fusion")
     # the evidence gate (measured on held-apart questions: e5 similarities of off-topic
     # Chinese questions reach 0.85, so similarity alone cannot gate; term overlap can)

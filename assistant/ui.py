@@ -52,7 +52,8 @@ CSS = """
 #na-note tr.na-hit td { background: rgba(253, 230, 138, 0.35); }
 #na-note .na-head { font-weight: 600; margin-bottom: 6px; }
 #na-note .na-refused { color: #b91c1c; }
-#na-sources blockquote { margin: 4px 0 10px 0; }
+#na-sources .na-passage { border-left: 3px solid #d1d5db; padding: 0 0 0 10px; margin: 4px 0 12px 0; }
+#na-note table.na-lines, #na-note table.na-lines tr, #na-note table.na-lines td { border: none !important; }
 """
 
 
@@ -194,12 +195,13 @@ def _fenced(lines: Sequence[str]) -> list[bool]:
 
 
 def passage_markdown(text: str, quote: str = "") -> str:
-    """A note passage as a Markdown blockquote: escaped, the quote in <mark>."""
+    """A note passage as Markdown: HTML escaped, the quote in <mark>, code fences as they are."""
     lines = text.split("\n")
     fenced = _fenced(lines)
     marked = _highlight(lines, quote, _esc_md_plain)
     out = [(ln if f else m) for ln, m, f in zip(lines, marked, fenced)]
-    return "\n".join("> " + ln for ln in out)
+    # an HTML block around Markdown (blank lines keep the Markdown and LaTeX inside rendered)
+    return '<div class="na-passage">\n\n' + "\n".join(out) + "\n\n</div>"
 
 
 def _ref(file: str, a: int, b: int) -> str:
@@ -222,8 +224,7 @@ def sources_view(ans: Answer | None) -> tuple[str, list[tuple[str, str]], dict[s
             src = ans.sources[c.n - 1] if 0 < c.n <= len(ans.sources) else None
             text = src.chunk.text if src is not None and src.chunk.file == c.file else c.quote
             head = src.chunk.heading_path if src is not None and src.chunk.heading else ""
-            parts.append(f'<span class="na-src" id="na-src-{c.n}">**[{c.n}]**</span> '
-                         f'<code>{_esc_md_plain(c.file)}</code> · lines {_lines(c.line_start, c.line_end)}'
+            parts.append(f"**[{c.n}]** <code>{_esc_md_plain(c.file)}</code> · lines {_lines(c.line_start, c.line_end)}"
                          + (f" · {_esc_md_plain(head)}" if head else "") + "\n")
             parts.append(passage_markdown(text, c.quote) + "\n")
             quotes[ref] = c.quote
@@ -272,6 +273,12 @@ def answer_markdown(ans: Answer) -> str:
                           for c in ans.citations)
         body += f"\n\n**Sources:** {refs}"
     return body
+
+
+def answered_by(ans: Answer) -> str:
+    who = ans.llm or ("no model: the notes do not cover it" if ans.refused else "no model")
+    secs = ans.timings_ms.get("total", 0) / 1000
+    return f"*Answered by {_esc_md_plain(who)} in {secs:.1f} s.*"
 
 
 def error_markdown(message: str) -> str:
@@ -422,10 +429,11 @@ class ChatApp:
             chat[-1] = {"role": "assistant", "content": error_markdown(f"unexpected error: {exc}")}
         if ans is None:
             state = {**state, "chat": chat}
-            yield "", chat, state, "", gr.update(choices=[], value=None), None
+            yield "", chat, state, "*No answer, no sources.*", gr.update(choices=[], value=None), None
             return
         chat[-1] = {"role": "assistant", "content": answer_markdown(ans)}
         md, choices, quotes = sources_view(ans)
+        md += "\n\n" + answered_by(ans)
         hist = list(state["history"])
         if ans.answer and not ans.error:
             hist.append((message, ans.answer))
@@ -503,6 +511,7 @@ def build_app(settings: Any, qa: NotesAssistant | None = None) -> gr.Blocks:
                     gr.update(choices=[], value=None), None, "")
 
         new.click(new_chat, None, ask_out + [note], api_name="new_chat")
+        chatbot.clear(new_chat, None, ask_out + [note], api_name=False)  # the bin icon starts over too
         pick.change(core.open_note, [pick, state], note, api_name=False)
         open_btn.click(core.open_note, [path, state], note, api_name="open_note")
         path.submit(core.open_note, [path, state], note, api_name=False)
@@ -555,15 +564,20 @@ def launch(settings: Any, host: str = "127.0.0.1", port: int = 7860, auth: tuple
     in the background until ``demo.close()``)."""
     demo = build_app(settings, qa)
     demo.queue(default_concurrency_limit=1)
-    if warm:
-        threading.Thread(target=_warm, args=(demo.core,), daemon=True).start()
     try:
         _, local_url, _ = demo.launch(
-            server_name=host, server_port=port, auth=auth, share=bool(share), prevent_thread_lock=not block,
+            server_name=host, server_port=port, auth=auth, share=bool(share), prevent_thread_lock=True,
             show_error=False, quiet=quiet, inbrowser=False, ssr_mode=False, theme=theme(), css=CSS,
             footer_links=["api", "settings"], max_file_size="1mb")
     except OSError as exc:
         raise UserError(f"cannot serve on {host}:{port} ({exc}): pick another port with --port") from None
+    if not quiet:
+        print(f"notes-assistant: open {local_url} in your browser (Ctrl-C to stop)", flush=True)
+    if warm:
+        # after the URL is printed: llama.cpp silences stdout/stderr while it loads a model
+        threading.Thread(target=_warm, args=(demo.core,), daemon=True).start()
+    if block:
+        demo.block_thread()
     return demo, local_url
 
 

@@ -3,14 +3,18 @@
 Layout under ``<data_dir>/indexes/<folder-name>-<hash>/``::
 
     chroma/              PersistentClient data (unless a Chroma server is used)
-    snapshots/gen-N/     chunks.json (every chunk + its tokens) and bm25/ (bm25s)
+    snapshots/gen-N/     chunks.json (every chunk + its tokens), bm25/ (bm25s) and vectors.npy
+                         (the chunks' embeddings, row by row: local readers never open Chroma)
     manifest.json        files -> size, mtime, sha256, chunk ids; the live snapshot;
                          the embedding model; written last, atomically
     write.lock           held by the one ingest allowed at a time
 
-Readers load the manifest, then the snapshot it names, and keep only Chroma hits
-whose ids belong to that snapshot: while an ingest runs they answer from the old
-snapshot, after it from the new one, never from a mix.
+Readers load the manifest, then the snapshot it names: while an ingest runs they
+answer from the old snapshot, after it from the new one, never from a mix. With a
+local index the dense side searches the snapshot's vectors.npy (Chroma's
+PersistentClient is single-process: only the ingest holding write.lock opens it);
+with a Chroma server, readers query the server and keep only hits whose ids belong
+to their snapshot.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import os
 import re
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -29,6 +34,7 @@ from .split import Chunk
 
 MANIFEST_VERSION = 1
 COLLECTION = "chunks"
+VECTORS_FILE = "vectors.npy"
 
 
 def index_dir_for(data_dir: Path, notes_dir: Path) -> Path:
@@ -64,10 +70,21 @@ class StoredChunk:
     kind: str
     text_hash: str
     tokens: list[str] = field(default_factory=list)
+    embed_headings: bool = True
 
     @classmethod
-    def from_chunk(cls, c: Chunk, tokens: list[str]) -> "StoredChunk":
-        return cls(c.id, c.file, c.line_start, c.line_end, c.text, c.clean, list(c.heading), c.kind, c.text_hash, tokens)
+    def from_chunk(cls, c: Chunk, tokens: list[str] | None = None, embed_headings: bool = True) -> "StoredChunk":
+        """A chunk as stored. Its id covers the text that is embedded, so a change of
+        what is embedded (e.g. headings on or off) gives new ids and new vectors."""
+        from .keywords import tokenize
+
+        body = c.embed_text if embed_headings else (c.clean or c.text)
+        text_hash = hashlib.sha1(body.encode("utf-8")).hexdigest()[:16]
+        cid = hashlib.sha1(f"{c.id}:{text_hash}".encode("utf-8")).hexdigest()[:20]
+        if tokens is None:
+            tokens = tokenize(body)
+        return cls(cid, c.file, c.line_start, c.line_end, c.text, c.clean, list(c.heading), c.kind, text_hash,
+                   tokens, embed_headings)
 
     @property
     def heading_path(self) -> str:
@@ -76,7 +93,7 @@ class StoredChunk:
     @property
     def embed_text(self) -> str:
         body = self.clean or self.text
-        return f"{self.heading_path}\n{body}" if self.heading else body
+        return f"{self.heading_path}\n{body}" if self.heading and self.embed_headings else body
 
     def metadata(self) -> dict[str, Any]:
         return {"file": self.file, "line_start": self.line_start, "line_end": self.line_end,
@@ -96,9 +113,32 @@ def chroma_client(index_dir: Path, chroma_url: str | None = None):
         from urllib.parse import urlparse
 
         u = urlparse(chroma_url)
-        return chromadb.HttpClient(host=u.hostname or "localhost", port=u.port or 8000,
-                                   ssl=u.scheme == "https", settings=cs)
+        with chroma_errors(chroma_url):
+            return chromadb.HttpClient(host=u.hostname or "localhost", port=u.port or 8000,
+                                       ssl=u.scheme == "https", settings=cs)
     return chromadb.PersistentClient(path=str(index_dir / "chroma"), settings=cs)
+
+
+@contextmanager
+def chroma_errors(chroma_url: str | None):
+    """Turn "the Chroma server is not there" into one line saying what to do."""
+    if not chroma_url:
+        yield
+        return
+    try:
+        yield
+    except Exception as exc:
+        import httpx
+
+        from assistant.errors import ChromaUnavailableError, UserError
+
+        if isinstance(exc, UserError):
+            raise
+        if isinstance(exc, (httpx.TransportError, ConnectionError)) or "Could not connect to a Chroma server" in str(exc):
+            raise ChromaUnavailableError(
+                f"cannot reach the Chroma server at {chroma_url}: start it with "
+                f"`chroma run --path DIR --port PORT`, or drop --chroma-url to use the local index") from None
+        raise
 
 
 def collection_name(index_dir: Path, chroma_url: str | None) -> str:
@@ -122,6 +162,7 @@ class Manifest:
     snapshot: str | None = None
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     version: int = MANIFEST_VERSION
+    options: dict[str, Any] = field(default_factory=dict)  # split/embed options that shaped the chunks
 
     @classmethod
     def load(cls, index_dir: Path) -> "Manifest | None":
@@ -144,8 +185,14 @@ class CorruptIndexError(Exception):
     pass
 
 
-def write_snapshot(index_dir: Path, chunks: list[StoredChunk], name: str) -> None:
-    """Write chunks + BM25 into ``snapshots/<name>`` (a new folder, never in place)."""
+def write_snapshot(index_dir: Path, chunks: list[StoredChunk], name: str, vectors=None) -> None:
+    """Write chunks + BM25 (+ the chunks' vectors) into ``snapshots/<name>`` (a new folder, never in place).
+
+    ``vectors`` (row i is the embedding of chunks[i]) lets readers of the local index search
+    without opening Chroma's PersistentClient, which is not safe beside a writing process:
+    measured with chromadb 1.5.9, readers that open the store while an ingest writes fail with
+    "Error finding id", segfault, or grow link_lists.bin without bound (77 GB in one test).
+    """
     import bm25s
 
     final = index_dir / "snapshots" / name
@@ -153,15 +200,40 @@ def write_snapshot(index_dir: Path, chunks: list[StoredChunk], name: str) -> Non
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     with open(tmp / "chunks.json", "w", encoding="utf-8") as f:
-        json.dump([asdict(c) for c in chunks], f, ensure_ascii=False)
+        # vars(), not asdict(): asdict deep-copies every token list (20 s of 30 for 18k chunks)
+        json.dump([vars(c) for c in chunks], f, ensure_ascii=False)
         f.flush()
         os.fsync(f.fileno())
     if chunks:
         bm = bm25s.BM25()
         bm.index([c.tokens or ["\x00"] for c in chunks], show_progress=False)
         bm.save(str(tmp / "bm25"), show_progress=False)
+    if vectors is not None:
+        import numpy as np
+
+        arr = np.asarray(vectors, dtype=np.float32)
+        arr = arr.reshape(len(chunks), -1) if len(chunks) else arr.reshape(0, 0)
+        with open(tmp / VECTORS_FILE, "wb") as f:
+            np.save(f, arr)
+            f.flush()
+            os.fsync(f.fileno())
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
+
+
+def load_snapshot_vectors(index_dir: Path, name: str, n: int):
+    """The snapshot's vectors (float32, one row per chunk), or None if it has none (an index
+    written before vectors were kept) or they do not match its ``n`` chunks."""
+    import numpy as np
+
+    p = index_dir / "snapshots" / name / VECTORS_FILE
+    try:
+        arr = np.load(p, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    if arr.ndim != 2 or arr.shape[0] != n:
+        return None
+    return arr
 
 
 def load_snapshot_chunks(index_dir: Path, name: str) -> list[StoredChunk]:

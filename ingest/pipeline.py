@@ -15,22 +15,27 @@ Chroma with what the folder needs and fixes both directions.
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from assistant.errors import BusyError, IndexMismatchError, NotesFolderError
+from assistant.errors import BusyError, IndexMismatchError, NotesFolderError, UserError
 
 from .index import (
     CorruptIndexError,
     Manifest,
+    VECTORS_FILE,
     StoredChunk,
     chroma_client,
+    chroma_errors,
     collection_name,
     get_collection,
     index_dir_for,
     load_snapshot_chunks,
+    load_snapshot_vectors,
     next_snapshot_name,
     prune_snapshots,
     remember_notes_dir,
@@ -100,7 +105,7 @@ def run_ingest(settings: Any, notes_dir: Path, progress: Progress | None = None,
     from assistant.models import embedder_id
 
     progress = progress or _Quiet()
-    hook = _hook or (lambda stage: None)
+    hook = _hook or _test_pause_hook() or (lambda stage: None)
     t0 = time.perf_counter()
     notes_dir = Path(notes_dir).expanduser()
     if not notes_dir.exists():
@@ -120,12 +125,29 @@ def run_ingest(settings: Any, notes_dir: Path, progress: Progress | None = None,
     try:
         if rebuild:
             _drop_index(settings, index_dir)
-        summary = _ingest_locked(settings, notes_dir, index_dir, model_id, progress, embedder, hook)
+        with chroma_errors(settings.chroma_url):
+            summary = _ingest_locked(settings, notes_dir, index_dir, model_id, progress, embedder, hook)
     finally:
         lock.release()
     remember_notes_dir(settings.data_dir, notes_dir)
     summary.seconds = round(time.perf_counter() - t0, 2)
     return summary
+
+
+def _test_pause_hook() -> Callable[[str], None] | None:
+    """For tests only: ``NOTES_ASSISTANT_TEST_PAUSE_AT=stage[,stage...]`` makes an ingest
+    process print ``paused at STAGE`` on stderr and wait for a line (or EOF) on stdin, so a
+    test can kill it, or let it go on, at exactly that point. Unset in normal use."""
+    stages = {s.strip() for s in os.environ.get("NOTES_ASSISTANT_TEST_PAUSE_AT", "").split(",") if s.strip()}
+    if not stages:
+        return None
+
+    def pause(stage: str) -> None:
+        if stage in stages:
+            print(f"paused at {stage}", file=sys.stderr, flush=True)
+            sys.stdin.readline()
+
+    return pause
 
 
 def _drop_index(settings, index_dir: Path) -> None:
@@ -166,16 +188,6 @@ def _ingest_locked(settings, notes_dir: Path, index_dir: Path, model_id: str, pr
         raise IndexMismatchError(
             f"the index of {notes_dir} was built with {old.embed_model}, not {model_id}: "
             f"run `assistant ingest --rebuild` to re-embed with {model_id}, or switch back with --embed")
-    old_chunks: dict[str, list[StoredChunk]] = {}
-    if old and old.snapshot:
-        try:
-            for c in load_snapshot_chunks(index_dir, old.snapshot):
-                old_chunks.setdefault(c.file, []).append(c)
-        except CorruptIndexError as exc:
-            progress.warn(f"{exc}; re-reading every note")
-            old = None
-            old_chunks = {}
-    same_split = bool(old) and old.chunk_chars == settings.chunk_chars
 
     found = walk(notes_dir)
     if not found.notes:
@@ -183,6 +195,25 @@ def _ingest_locked(settings, notes_dir: Path, index_dir: Path, model_id: str, pr
             raise NotesFolderError(f"notes folder {notes_dir} vanished during the ingest: nothing was changed")
         raise NotesFolderError(
             f"no notes in {notes_dir} (looked for .md, .markdown, .txt; {len(found.skipped)} other files skipped)")
+    max_bytes = int(float(getattr(settings, "max_note_mb", 10.0)) * 1024 * 1024)
+    unchanged = _unchanged_run(settings, notes_dir, index_dir, old, found, max_bytes)
+    if unchanged is not None:
+        return unchanged
+
+    old_chunks: dict[str, list[StoredChunk]] = {}
+    old_list: list[StoredChunk] = []
+    if old and old.snapshot:
+        try:
+            old_list = load_snapshot_chunks(index_dir, old.snapshot)
+            for c in old_list:
+                old_chunks.setdefault(c.file, []).append(c)
+        except CorruptIndexError as exc:
+            progress.warn(f"{exc}; re-reading every note")
+            old = None
+            old_chunks = {}
+    options = split_options(settings)
+    same_split = bool(old) and old.chunk_chars == settings.chunk_chars and (old.options or {}) == options
+
     summary = IngestSummary(str(notes_dir), str(index_dir), skipped=len(found.skipped))
     for s in found.unreadable:
         summary.warnings.append(f"skipped {s.rel}: {s.reason}")
@@ -210,6 +241,12 @@ def _ingest_locked(settings, notes_dir: Path, index_dir: Path, model_id: str, pr
             summary.unchanged += 1
             progress.advance()
             continue
+        if note.size > max_bytes:
+            summary.unreadable += 1
+            summary.warnings.append(_too_large(note, max_bytes))
+            progress.warn(_too_large(note, max_bytes))
+            progress.advance()
+            continue
         try:
             text, enc, sha = read_note(note)
         except DecodeError as exc:
@@ -230,7 +267,8 @@ def _ingest_locked(settings, notes_dir: Path, index_dir: Path, model_id: str, pr
             summary.unchanged += 1
         else:
             chunks = split_text(text, note.rel, max_chars=settings.chunk_chars)
-            chunks_by_file[note.rel] = [StoredChunk.from_chunk(c, tokenize(c.embed_text)) for c in chunks]
+            chunks_by_file[note.rel] = [StoredChunk.from_chunk(c, embed_headings=settings.embed_headings)
+                                        for c in chunks]
             if prev is None:
                 if gone_by_sha.get(sha):
                     gone_by_sha[sha].pop()
@@ -264,14 +302,27 @@ def _ingest_locked(settings, notes_dir: Path, index_dir: Path, model_id: str, pr
     stored_ids = set(_all_ids(col))
     missing = [c for c in all_chunks if c.id not in stored_ids]
     hook("before-embed")
+    known: dict[str, Any] = {}  # text_hash -> vector
     if missing:
-        _store_missing(col, missing, settings, embedder, progress, summary, hook)
+        known = _store_missing(col, missing, settings, embedder, progress, summary, hook)
     hook("before-publish")
+    if not notes_dir.exists():
+        raise NotesFolderError(f"notes folder {notes_dir} vanished during the ingest: nothing was changed")
 
+    vectors = _snapshot_vectors(col, all_chunks, known, index_dir, old, old_list)
     name = next_snapshot_name(old.snapshot if old else None)
-    write_snapshot(index_dir, all_chunks, name)
-    hook("before-manifest")
-    Manifest(str(notes_dir), model_id, settings.chunk_chars, name, new_files).save(index_dir)
+    try:
+        write_snapshot(index_dir, all_chunks, name, vectors)
+        hook("before-manifest")
+        Manifest(str(notes_dir), model_id, settings.chunk_chars, name, new_files, options=options).save(index_dir)
+    except OSError as exc:
+        import shutil
+
+        shutil.rmtree(index_dir / "snapshots" / (name + ".tmp"), ignore_errors=True)
+        if not (old and old.snapshot == name):
+            shutil.rmtree(index_dir / "snapshots" / name, ignore_errors=True)
+        raise UserError(f"cannot write the index in {index_dir} ({exc.strerror or exc}): free some disk space "
+                        f"and run `assistant ingest` again; the previous index is unchanged") from None
     hook("after-manifest")
 
     stale = list(stored_ids - seen)
@@ -280,6 +331,79 @@ def _ingest_locked(settings, notes_dir: Path, index_dir: Path, model_id: str, pr
     summary.chunks_deleted = len(stale)
     prune_snapshots(index_dir, keep=[name, old.snapshot] if old and old.snapshot else [name])
     return summary
+
+
+def _too_large(note, max_bytes: int) -> str:
+    return (f"skipped {note.rel}: {note.size / 2**20:.1f} MB is over the {max_bytes / 2**20:g} MB limit for one note "
+            f"(raise max_note_mb, e.g. NOTES_ASSISTANT_MAX_NOTE_MB, to index it)")
+
+
+def _unchanged_run(settings, notes_dir: Path, index_dir: Path, old: Manifest | None, found,
+                   max_bytes: int) -> IngestSummary | None:
+    """A re-run over a folder whose notes all have the size and mtime the manifest records,
+    and whose chunks Chroma all holds: no snapshot is loaded or written (this is what keeps
+    an unchanged re-ingest of 10,000 notes within seconds). Anything else -> None, and the
+    full run does the work. Stale Chroma entries (a run killed after its manifest) go."""
+    options = split_options(settings)
+    if not (old and old.snapshot and old.chunk_chars == settings.chunk_chars and (old.options or {}) == options):
+        return None
+    chunks_json = index_dir / "snapshots" / old.snapshot / "chunks.json"
+    if not (chunks_json.parent / VECTORS_FILE).exists():  # a snapshot from before vectors were kept
+        return None
+    try:  # a torn write leaves a file that does not end its JSON array: let the full run repair it
+        with open(chunks_json, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 1))
+            if f.read(1) != b"]":
+                return None
+    except OSError:
+        return None
+    summary = IngestSummary(str(notes_dir), str(index_dir), skipped=len(found.skipped))
+    summary.warnings.extend(f"skipped {s.rel}: {s.reason}" for s in found.unreadable)
+    seen_files = set()
+    for note in found.notes:
+        prev = old.files.get(note.rel)
+        if prev is None:
+            # a note the index does not hold is fine only if it was left out last time too
+            if note.size > max_bytes:
+                summary.warnings.append(_too_large(note, max_bytes))
+            else:
+                try:
+                    read_note(note)
+                    return None
+                except DecodeError as exc:
+                    summary.warnings.append(f"skipped {note.rel}: {exc}")
+                except OSError as exc:
+                    summary.warnings.append(f"skipped {note.rel}: cannot read ({exc.strerror or exc})")
+            summary.unreadable += 1
+            continue
+        if prev["size"] != note.size or prev["mtime_ns"] != note.mtime_ns or note.size > max_bytes:
+            return None
+        seen_files.add(note.rel)
+    if seen_files != set(old.files):
+        return None
+    want = {i for meta in old.files.values() for i in meta.get("chunks", [])}
+    col = get_collection(chroma_client(index_dir, settings.chroma_url),
+                         collection_name(index_dir, settings.chroma_url))
+    stored = set(_all_ids(col))
+    if not want <= stored:  # Chroma lost chunks (a wiped server, a deleted folder): re-upload them
+        return None
+    stale = list(stored - want)
+    for i in range(0, len(stale), 5000):
+        col.delete(ids=stale[i:i + 5000])
+    root = index_dir / "snapshots"
+    for d in root.glob("*.tmp"):  # a snapshot a killed run did not finish
+        import shutil
+
+        shutil.rmtree(d, ignore_errors=True)
+    summary.files = summary.unchanged = len(old.files)
+    summary.chunks = len(want)
+    summary.chunks_deleted = len(stale)
+    return summary
+
+
+def split_options(settings) -> dict[str, Any]:
+    """Options besides chunk_chars that change the chunks or what is embedded."""
+    return {"embed_headings": bool(getattr(settings, "embed_headings", True))}
 
 
 def _all_ids(col) -> list[str]:
@@ -293,8 +417,34 @@ def _all_ids(col) -> list[str]:
         offset += len(batch)
 
 
+def _snapshot_vectors(col, chunks: list[StoredChunk], known: dict[str, Any], index_dir: Path,
+                      old: Manifest | None, old_list: list[StoredChunk]):
+    """Row i = the embedding of ``chunks[i]``, for the snapshot: from this run, else the
+    previous snapshot, else Chroma (chunks a killed run stored, or an index without vectors.npy)."""
+    import numpy as np
+
+    if not chunks:
+        return np.zeros((0, 0), dtype=np.float32)
+    if old and old.snapshot and any(c.text_hash not in known for c in chunks):
+        prev = load_snapshot_vectors(index_dir, old.snapshot, len(old_list))
+        if prev is not None:
+            for c, v in zip(old_list, prev):
+                known.setdefault(c.text_hash, v)
+    ask = [c.id for c in chunks if c.text_hash not in known]
+    for i in range(0, len(ask), 500):
+        got = col.get(ids=ask[i:i + 500], include=["embeddings", "metadatas"])
+        for meta, emb in zip(got["metadatas"], got["embeddings"]):
+            known.setdefault(meta["text_hash"], emb)
+    lost = [c for c in chunks if c.text_hash not in known]
+    if lost:  # cannot happen after _store_missing; never publish a snapshot with holes
+        raise RuntimeError(f"{len(lost)} chunks have no vector in Chroma, e.g. {lost[0].file}:{lost[0].line_start}")
+    return np.asarray([known[c.text_hash] for c in chunks], dtype=np.float32)
+
+
 def _store_missing(col, missing: list[StoredChunk], settings, embedder, progress: Progress,
-                   summary: IngestSummary, hook) -> None:
+                   summary: IngestSummary, hook) -> dict[str, Any]:
+    """Upsert ``missing`` into Chroma, embedding what no stored chunk already has; returns
+    text_hash -> vector for every chunk it stored."""
     # reuse embeddings of identical text already stored (renamed files, repeated passages)
     reuse: dict[str, list[float]] = {}
     hashes = sorted({c.text_hash for c in missing})
@@ -332,6 +482,7 @@ def _store_missing(col, missing: list[StoredChunk], settings, embedder, progress
         summary.chunks_embedded += len(ready)
         progress.advance(len(batch))
         hook("embedded-batch")
+    return reuse
 
 
 def _upsert(col, chunks: list[StoredChunk], vectors: dict[str, list[float]]) -> None:

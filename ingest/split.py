@@ -37,6 +37,7 @@ _LINK = re.compile(r"(?<!!)\[([^\]]+)\]\((?:[^)]*)\)")
 _WIKILINK = re.compile(r"\[\[([^\]|#]+)(?:#[^\]|]*)?(?:\|([^\]]+))?\]\]")
 _HTML_TAG = re.compile(r"</?[A-Za-z][^>]{0,200}>")
 _SENT_END = set("。！？；!?;")
+_CJK_CHARS = re.compile(r"[\u3400-\u9fff]")
 _BEGIN_ENV = re.compile(r"\\begin\{([A-Za-z]+\*?)\}")
 
 
@@ -355,7 +356,14 @@ def split_text(text: str, file: str, markdown: bool | None = None, max_chars: in
     emit_group()
     for c in chunks:
         c.file = file
-    return chunks
+    # a lone link or label ("[Discussions](https://…)" -> "Discussions") is not a passage
+    # anyone asks about, but short texts rank high in dense search: keep them out
+    return [c for c in chunks if c.kind == "code" or _has_content(c.clean)]
+
+
+def _has_content(clean: str) -> bool:
+    compact = re.sub(r"\s+", "", clean)
+    return len(compact) >= 12 or bool(re.search(r"\d", compact)) or len(_CJK_CHARS.findall(compact)) >= 4
 
 
 def _split_code(unit: _Unit) -> list[Chunk]:

@@ -147,6 +147,15 @@ def examples_index(tmp_path_factory, examples_notes, embedder) -> Ingested:
     return _ingest_once(tmp_path_factory, "examples-index", examples_notes, embedder)
 
 
+@pytest.fixture(scope="session")
+def cli_examples(tmp_path_factory, examples_notes):
+    """``assistant ingest examples/notes --json`` run once (real console script) into a session
+    data dir; returns ``(data_dir, completed_process)``. Tests must only read that index."""
+    data = tmp_path_factory.mktemp("cli-examples")
+    proc = run_cli(["ingest", str(examples_notes), "--json"], data)
+    return data, proc
+
+
 def read_lines(path: Path) -> list[str]:
     """The lines of a note as an editor shows them (same decoding rules as ingest)."""
     from ingest.load import decode

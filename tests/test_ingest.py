@@ -146,13 +146,16 @@ def test_incremental_unchanged_change_delete_rename(tmp_path, settings, notes_co
     assert all(loc.file != old_rel for p in hits for loc in p.locations)
 
 
-def test_manifest_records_the_embedding_model(examples_index):
+def test_manifest_records_the_embedding_model(cli_examples, examples_notes):
     from assistant.models import embedder_id
 
-    st = index_state(examples_index.settings, examples_index.notes_dir)
-    assert st["embed_model"] == embedder_id(examples_index.settings.embed)
+    data, proc = cli_examples
+    assert proc.returncode == 0, proc.stderr
+    s = make_settings(data)
+    st = index_state(s, examples_notes)
+    assert st["embed_model"] == embedder_id(s.embed)
     assert st["embed_model"].startswith("e5:")
-    assert st["count"] == examples_index.summary.chunks
+    assert st["count"] == json.loads(proc.stdout)["chunks"]
 
 
 def _small_folder(tmp_path: Path) -> Path:

@@ -144,6 +144,7 @@ def test_auto_answers_through_ollama_with_checked_citations(standin, notes_index
 
 
 def test_answer_streams_token_by_token(standin, notes_index):
+    standin.knobs.chunk_delay = 0.3  # a stream that visibly takes time, whatever the machine's speed
     qa = in_process(notes_index, standin, keep_alive="-1")
     events, server_done_at_first_token = [], None
     for kind, value in qa.stream(QUESTION):
@@ -159,6 +160,171 @@ def test_answer_streams_token_by_token(standin, notes_index):
     assert "".join(v for k, v in events if k == "token").strip() == standin.last()["content"].strip()
     assert standin.last()["keep_alive"] == -1  # a number in text goes to Ollama as a number
 
+
+# --- reasoning models ---------------------------------------------------------------------
+
+def test_thinking_field_is_not_the_answer(standin, notes_index):
+    standin.knobs.think = "field"  # as Ollama sends qwen3 / deepseek-r1 reasoning
+    qa = in_process(notes_index, standin)
+    shown: list[str] = []
+    ans = qa.ask(QUESTION, on_token=shown.append)
+    rec = standin.last()
+    assert rec["thinking"].startswith(THINK_MARK)  # the server did send thinking
+    assert THINK_MARK not in ans.answer and THINK_MARK not in "".join(shown)
+    assert ans.answer and not ans.error
+    markers = {int(n) for n in re.findall(r"\[(\d+)\]", ans.answer)}
+    assert {c.n for c in ans.citations} <= markers  # citations come from the answer's own markers
+
+
+def test_inline_think_tags_hidden_in_cli_output(standin, notes_index):
+    notes, data = notes_index
+    standin.knobs.think = "tags"
+    p = ask_cli(["ask", QUESTION, "--llm", f"ollama:{MODEL}"], data, OLLAMA_HOST=standin.url, **SHORT)
+    assert p.returncode == 0, p.stderr
+    assert "<think>" in standin.last()["content"]
+    assert THINK_MARK not in p.stdout and "<think>" not in p.stdout and "</think>" not in p.stdout
+    answer_part = p.stdout.split("Sources:")[0]
+    assert answer_part.strip(), p.stdout
+    assert f"answered by ollama:{MODEL}" in p.stderr
+
+
+# --- faults: one clear line, and the sources still given ------------------------------------
+
+def test_ollama_not_running(notes_index):
+    notes, data = notes_index
+    port = closed_port()
+    p = ask_cli(["ask", QUESTION, "--llm", f"ollama:{MODEL}"], data, OLLAMA_HOST=f"127.0.0.1:{port}")
+    assert p.returncode == 1
+    errors = [ln for ln in p.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "not running" in errors[0] and "ollama serve" in errors[0] and str(port) in errors[0]
+    assert "视觉/mae.md:5" in p.stdout  # the retrieved sources are still printed
+    out = in_process(notes_index, None).ask(QUESTION).to_json()  # the same in the JSON contract
+    assert "ollama serve" in out["error"] and out["answer"] == ""
+    assert out["sources"] and out["sources"][0]["file"] == "视觉/mae.md"
+
+
+def test_model_not_pulled(standin, notes_index):
+    notes, data = notes_index
+    out, p = ask_json([QUESTION, "--llm", "ollama:llama3.1:8b"], data, OLLAMA_HOST=standin.url)
+    assert p.returncode == 1
+    assert "run `ollama pull llama3.1:8b`" in out["error"]
+    assert out["sources"]
+    assert standin.last() is None  # refused before any chat request
+    # the model removed after the check: the server's own 404 gives the same advice
+    from assistant.llm import load_ollama
+
+    qa = in_process(notes_index, standin)
+    qa._llm = load_ollama(qa.settings, "gone:latest", check=False)
+    ans = qa.ask(QUESTION)
+    assert standin.last()["model"] == "gone:latest"
+    assert ans.error == "Ollama has no model 'gone:latest': run `ollama pull gone:latest`"
+    assert ans.sources and not ans.answer
+
+
+def test_slow_server_against_a_short_timeout(standin, notes_index):
+    notes, data = notes_index
+    standin.knobs.delay = 4.0
+    out, p = ask_json([QUESTION, "--llm", f"ollama:{MODEL}", "--timeout", "1"], data, OLLAMA_HOST=standin.url, **SHORT)
+    assert p.returncode == 1
+    assert out["error"].startswith("Ollama did not answer within 1 s")
+    assert out["timings_ms"]["generate"] < 4000  # gave up before the server answered
+    assert out["sources"] and out["answer"] == ""
+    # slow between tokens: what came in time is kept, marked incomplete. The same prompt is
+    # evaluated once first, so that its first token comes at once (llama.cpp reuses it)
+    in_process(notes_index, standin, max_answer_tokens=16).ask(QUESTION)
+    standin.reset()
+    standin.knobs.chunk_delay = 30.0
+    qa = in_process(notes_index, standin, request_timeout=6.0)
+    ans = qa.ask(QUESTION)
+    assert standin.last()["chunks"] >= 1, "no first token within 6 s even with the prompt cached: machine overloaded?"
+    assert ans.incomplete and ans.error.startswith("Ollama did not answer within 6 s")
+    assert ans.answer and bare(ans.answer) in bare(standin.last()["content"])
+
+
+def test_stream_cut_midway_shows_the_partial_answer(standin, notes_index):
+    notes, data = notes_index
+    standin.knobs.cut_after = 3
+    p = ask_cli(["ask", QUESTION, "--llm", f"ollama:{MODEL}"], data, OLLAMA_HOST=standin.url, **SHORT)
+    rec = standin.last()
+    assert rec["cut"] and rec["chunks"] == 3 and not rec["done"]
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith(rec["content"])  # every word the server sent was shown
+    assert "(answer incomplete)" in p.stderr and "was lost while answering" in p.stderr
+    # in the JSON contract
+    standin.reset()
+    standin.knobs.cut_after = 3
+    out = in_process(notes_index, standin).ask(QUESTION).to_json()
+    assert out["incomplete"] is True and "was lost while answering" in out["error"]
+    assert out["answer"] and bare(out["answer"]) in bare(standin.last()["content"]) and out["sources"]
+
+
+def test_stream_closed_without_done_is_incomplete(standin, notes_index):
+    standin.knobs.end_after = 3  # the body ends cleanly, but Ollama's final line never came
+    qa = in_process(notes_index, standin)
+    shown: list[str] = []
+    ans = qa.ask(QUESTION, on_token=shown.append)
+    assert standin.last()["ended_early"]
+    assert "".join(shown) == standin.last()["content"]
+    assert ans.incomplete and "ended before the answer was finished" in ans.error
+
+
+def test_ollama_returns_an_error(standin, notes_index):
+    notes, data = notes_index
+    standin.knobs.error_status = 500
+    out, p = ask_json([QUESTION, "--llm", f"ollama:{MODEL}"], data, OLLAMA_HOST=standin.url, **SHORT)
+    assert p.returncode == 1
+    assert out["error"] == f"Ollama returned an error (HTTP 500): {standin.knobs.error_message}"
+    assert out["sources"]
+    # an error line in the middle of the stream (the runner died): partial answer, marked
+    standin.reset()
+    standin.knobs.error_after = 3
+    qa = in_process(notes_index, standin)
+    ans = qa.ask(QUESTION)
+    assert ans.incomplete and ans.error == f"Ollama reported an error while answering: {standin.knobs.error_message}"
+    assert ans.answer
+
+
+# --- embeddings through Ollama ------------------------------------------------------------------
+
+def test_embeddings_through_ollama_and_no_mixing(standin, tmp_path):
+    notes = write_notes(tmp_path / "notes", {k: NOTES[k] for k in ("视觉/mae.md", "优化/adam.md")})
+    data = tmp_path / "data"
+    env = {"OLLAMA_HOST": standin.url}
+    p = ask_cli(["ingest", str(notes), "--embed", "ollama:bge-m3", "--json"], data, **env)
+    assert p.returncode == 0, p.stderr
+    summary = json.loads(p.stdout)
+    embeds = [r for r in standin.requests if r["path"] == "/api/embed"]
+    assert summary["chunks_embedded"] > 0 and sum(r["inputs"] for r in embeds) == summary["chunks_embedded"]
+    assert {r["model"] for r in embeds} == {"bge-m3"}
+
+    before = len(standin.requests)
+    p = ask_cli(["search", "Adam 的默认学习率", "--embed", "ollama:bge-m3", "--json"], data, **env)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)[0]["file"] == "优化/adam.md"
+    assert any(r["path"] == "/api/embed" for r in standin.requests[before:])  # the question embedded by Ollama
+    from assistant.retrieve import IndexSnapshot
+
+    bge = make_settings(data, embed="ollama:bge-m3", ollama_host=standin.url)
+    assert IndexSnapshot(bge, notes).stats()["embed_model"] == "ollama:bge-m3"
+
+    # the index refuses the other model, for questions and for ingest, with one line
+    p = ask_cli(["search", "Adam 的默认学习率"], data, **env)
+    assert p.returncode != 0 and "ollama:bge-m3" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    p = ask_cli(["ingest", str(notes), "--embed", "e5"], data, **env)
+    assert p.returncode != 0 and "--rebuild" in p.stderr and "ollama:bge-m3" in p.stderr
+
+    # an embedding model that is not pulled, and Ollama down
+    from assistant.errors import LLMUnavailableError, ModelError
+    from ingest.pipeline import run_ingest
+
+    with pytest.raises(ModelError, match=r"run `ollama pull nomic-embed-text`"):
+        run_ingest(make_settings(tmp_path / "d2", embed="ollama:nomic-embed-text", ollama_host=standin.url), notes)
+    with pytest.raises(LLMUnavailableError, match=r"start it with `ollama serve`"):
+        run_ingest(make_settings(tmp_path / "d3", embed="ollama:bge-m3",
+                                 ollama_host=f"127.0.0.1:{closed_port()}"), notes)
+
+
+# --- the context window (a different prompt: after the tests that reuse the first) ------------
 
 def test_prompt_trimmed_to_a_small_context_window(standin, notes_index):
     from assistant.answer import build_prompt, question_language
@@ -207,33 +373,6 @@ def test_token_estimate_never_below_the_real_count(standin, notes_index):
     assert checked >= 10
 
 
-# --- reasoning models ---------------------------------------------------------------------
-
-def test_thinking_field_is_not_the_answer(standin, notes_index):
-    standin.knobs.think = "field"  # as Ollama sends qwen3 / deepseek-r1 reasoning
-    qa = in_process(notes_index, standin)
-    shown: list[str] = []
-    ans = qa.ask(QUESTION, on_token=shown.append)
-    rec = standin.last()
-    assert rec["thinking"].startswith(THINK_MARK)  # the server did send thinking
-    assert THINK_MARK not in ans.answer and THINK_MARK not in "".join(shown)
-    assert ans.answer and not ans.error
-    markers = {int(n) for n in re.findall(r"\[(\d+)\]", ans.answer)}
-    assert {c.n for c in ans.citations} <= markers  # citations come from the answer's own markers
-
-
-def test_inline_think_tags_hidden_in_cli_output(standin, notes_index):
-    notes, data = notes_index
-    standin.knobs.think = "tags"
-    p = ask_cli(["ask", QUESTION, "--llm", f"ollama:{MODEL}"], data, OLLAMA_HOST=standin.url, **SHORT)
-    assert p.returncode == 0, p.stderr
-    assert "<think>" in standin.last()["content"]
-    assert THINK_MARK not in p.stdout and "<think>" not in p.stdout and "</think>" not in p.stdout
-    answer_part = p.stdout.split("Sources:")[0]
-    assert answer_part.strip(), p.stdout
-    assert f"answered by ollama:{MODEL}" in p.stderr
-
-
 # --- choosing the model ---------------------------------------------------------------------
 
 def test_auto_picks_ollama_only_when_it_is_up_and_has_the_model(standin, notes_index, tmp_path):
@@ -253,139 +392,12 @@ def test_auto_picks_ollama_only_when_it_is_up_and_has_the_model(standin, notes_i
     assert info["ollama_running"] is True and MODEL in info["ollama_models"]
     assert info["answering"].startswith("embedded:")
     assert "ollama pull llama3.1:8b" in info["note"]
-    p = ask_cli(["status", "--json"], data, OLLAMA_HOST=standin.url)
-    info = json.loads(p.stdout)["llm"]
-    assert info["answering"] == f"ollama:{MODEL}" and info["context_window"] == 8192
-    assert info["ollama_version"] == VERSION
+    from assistant.llm import describe_llm
 
-
-# --- faults: one clear line, and the sources still given ------------------------------------
-
-def test_ollama_not_running(notes_index):
-    notes, data = notes_index
-    port = closed_port()
-    out, p = ask_json([QUESTION, "--llm", f"ollama:{MODEL}"], data, OLLAMA_HOST=f"127.0.0.1:{port}")
-    assert p.returncode == 1
-    assert "not running" in out["error"] and "ollama serve" in out["error"] and str(port) in out["error"]
-    assert out["answer"] == "" and out["sources"] and out["sources"][0]["file"] == "视觉/mae.md"
-    p = ask_cli(["ask", QUESTION, "--llm", f"ollama:{MODEL}"], data, OLLAMA_HOST=f"127.0.0.1:{port}")
-    assert p.returncode == 1
-    errors = [ln for ln in p.stderr.splitlines() if ln.startswith("error:")]
-    assert len(errors) == 1 and "ollama serve" in errors[0]
-    assert "视觉/mae.md:5" in p.stdout  # the retrieved sources are still printed
-
-
-def test_model_not_pulled(standin, notes_index):
-    notes, data = notes_index
-    out, p = ask_json([QUESTION, "--llm", "ollama:llama3.1:8b"], data, OLLAMA_HOST=standin.url)
-    assert p.returncode == 1
-    assert "run `ollama pull llama3.1:8b`" in out["error"]
-    assert out["sources"]
-    assert standin.last() is None  # refused before any chat request
-    # the model removed after the check: the server's own 404 gives the same advice
-    from assistant.llm import load_ollama
-
-    qa = in_process(notes_index, standin)
-    qa._llm = load_ollama(qa.settings, "gone:latest", check=False)
-    ans = qa.ask(QUESTION)
-    assert standin.last()["model"] == "gone:latest"
-    assert ans.error == "Ollama has no model 'gone:latest': run `ollama pull gone:latest`"
-    assert ans.sources and not ans.answer
-
-
-def test_slow_server_against_a_short_timeout(standin, notes_index):
-    notes, data = notes_index
-    standin.knobs.delay = 4.0
-    out, p = ask_json([QUESTION, "--llm", f"ollama:{MODEL}", "--timeout", "1"], data, OLLAMA_HOST=standin.url, **SHORT)
-    assert p.returncode == 1
-    assert out["error"].startswith("Ollama did not answer within 1 s")
-    assert out["timings_ms"]["generate"] < 4000  # gave up before the server answered
-    assert out["sources"] and out["answer"] == ""
-    # slow between tokens: what came in time is kept, marked incomplete
-    standin.reset()
-    standin.knobs.chunk_delay = 3.0
-    qa = in_process(notes_index, standin, request_timeout=1.0)
-    ans = qa.ask(QUESTION)
-    assert ans.incomplete and ans.error.startswith("Ollama did not answer within 1 s")
-    assert ans.answer and ans.answer.strip() in standin.last()["content"]
-
-
-def test_stream_cut_midway_shows_the_partial_answer(standin, notes_index):
-    notes, data = notes_index
-    standin.knobs.cut_after = 6
-    p = ask_cli(["ask", QUESTION, "--llm", f"ollama:{MODEL}"], data, OLLAMA_HOST=standin.url, **SHORT)
-    rec = standin.last()
-    assert rec["cut"] and rec["chunks"] == 6 and not rec["done"]
-    assert p.returncode == 0, p.stderr
-    assert p.stdout.startswith(rec["content"])  # every word the server sent was shown
-    assert "(answer incomplete)" in p.stderr and "was lost while answering" in p.stderr
-    # in the JSON contract
-    standin.reset()
-    standin.knobs.cut_after = 6
-    out, p = ask_json([QUESTION, "--llm", f"ollama:{MODEL}"], data, OLLAMA_HOST=standin.url, **SHORT)
-    assert out["incomplete"] is True and "was lost while answering" in out["error"]
-    assert out["answer"] and out["sources"]
-
-
-def test_stream_closed_without_done_is_incomplete(standin, notes_index):
-    standin.knobs.end_after = 5  # the body ends cleanly, but Ollama's final line never came
-    qa = in_process(notes_index, standin)
-    shown: list[str] = []
-    ans = qa.ask(QUESTION, on_token=shown.append)
-    assert standin.last()["ended_early"]
-    assert "".join(shown) == standin.last()["content"]
-    assert ans.incomplete and "ended before the answer was finished" in ans.error
-
-
-def test_ollama_returns_an_error(standin, notes_index):
-    notes, data = notes_index
-    standin.knobs.error_status = 500
-    out, p = ask_json([QUESTION, "--llm", f"ollama:{MODEL}"], data, OLLAMA_HOST=standin.url, **SHORT)
-    assert p.returncode == 1
-    assert out["error"] == f"Ollama returned an error (HTTP 500): {standin.knobs.error_message}"
-    assert out["sources"]
-    # an error line in the middle of the stream (the runner died): partial answer, marked
-    standin.reset()
-    standin.knobs.error_after = 4
-    qa = in_process(notes_index, standin)
-    ans = qa.ask(QUESTION)
-    assert ans.incomplete and ans.error == f"Ollama reported an error while answering: {standin.knobs.error_message}"
-    assert ans.answer
-
-
-# --- embeddings through Ollama ------------------------------------------------------------------
-
-def test_embeddings_through_ollama_and_no_mixing(standin, tmp_path):
-    notes = write_notes(tmp_path / "notes", {k: NOTES[k] for k in ("视觉/mae.md", "优化/adam.md")})
-    data = tmp_path / "data"
-    env = {"OLLAMA_HOST": standin.url}
-    p = ask_cli(["ingest", str(notes), "--embed", "ollama:bge-m3", "--json"], data, **env)
-    assert p.returncode == 0, p.stderr
-    summary = json.loads(p.stdout)
-    embeds = [r for r in standin.requests if r["path"] == "/api/embed"]
-    assert summary["chunks_embedded"] > 0 and sum(r["inputs"] for r in embeds) == summary["chunks_embedded"]
-    assert {r["model"] for r in embeds} == {"bge-m3"}
-
-    before = len(standin.requests)
-    p = ask_cli(["search", "Adam 的默认学习率", "--embed", "ollama:bge-m3", "--json"], data, **env)
-    assert p.returncode == 0, p.stderr
-    assert json.loads(p.stdout)[0]["file"] == "优化/adam.md"
-    assert any(r["path"] == "/api/embed" for r in standin.requests[before:])  # the question embedded by Ollama
-    status = json.loads(ask_cli(["status", "--json", "--embed", "ollama:bge-m3"], data, **env).stdout)
-    assert status["index"]["embed_model"] == "ollama:bge-m3"
-
-    # the index refuses the other model, for questions and for ingest, with one line
-    p = ask_cli(["search", "Adam 的默认学习率"], data, **env)
-    assert p.returncode != 0 and "ollama:bge-m3" in p.stderr and len(p.stderr.strip().splitlines()) == 1
-    p = ask_cli(["ingest", str(notes), "--embed", "e5"], data, **env)
-    assert p.returncode != 0 and "--rebuild" in p.stderr and "ollama:bge-m3" in p.stderr
-
-    # an embedding model that is not pulled, and Ollama down
-    fresh = tmp_path / "data2"
-    p = ask_cli(["ingest", str(notes), "--embed", "ollama:nomic-embed-text"], fresh, **env)
-    assert p.returncode != 0 and "ollama pull nomic-embed-text" in p.stderr
-    p = ask_cli(["ingest", str(notes), "--embed", "ollama:bge-m3"], fresh, OLLAMA_HOST=f"127.0.0.1:{closed_port()}")
-    assert p.returncode != 0 and "ollama serve" in p.stderr
+    info = describe_llm(up)
+    assert info["answering"] == f"ollama:{MODEL}" and info["ollama_version"] == VERSION
+    assert (info["context_window"], info["request_timeout"], info["keep_alive"]) == (8192, 120.0, "5m")
+    assert describe_llm(down)["ollama_running"] is False
 
 
 # --- settings plumbing ---------------------------------------------------------------------------
