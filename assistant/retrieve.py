@@ -75,7 +75,19 @@ class IndexSnapshot:
         self.by_id = {c.id: c for c in self.chunks}
         self._bm25 = None
         self._collection = None
-        self._vectors: Any = False  # not loaded yet
+        self._vectors: Any = False  # not normalised yet
+        # opened now (a memory map): the file stays readable even if a later ingest prunes it
+        self._raw_vectors = None
+        if not settings.chroma_url and self.chunks:
+            from ingest.index import VECTORS_FILE
+
+            vec_file = self.index_dir / "snapshots" / manifest.snapshot / VECTORS_FILE
+            if vec_file.exists():  # (an index written before vectors were kept has none: Chroma answers)
+                self._raw_vectors = load_snapshot_vectors(self.index_dir, manifest.snapshot, len(self.chunks),
+                                                          mmap=True)
+                if self._raw_vectors is None:
+                    raise NoIndexError(f"the index file {vec_file} is unreadable: "
+                                       f"run `assistant ingest --rebuild {self.notes_dir}`")
         self._embedder = None
         self._dupes: dict[str, list[StoredChunk]] | None = None
         self._lock = threading.Lock()
@@ -122,15 +134,14 @@ class IndexSnapshot:
         or grows link_lists.bin without bound (measured with chromadb 1.5.9)."""
         with self._lock:
             if self._vectors is False:
-                v = None
-                if not self.settings.chroma_url and self.chunks:
+                v = self._raw_vectors
+                if v is not None:
                     import numpy as np
 
-                    v = load_snapshot_vectors(self.index_dir, self.manifest.snapshot, len(self.chunks))
-                    if v is not None:
-                        norms = np.linalg.norm(v, axis=1, keepdims=True)
-                        v = v / np.where(norms > 0, norms, 1.0)
+                    norms = np.linalg.norm(v, axis=1, keepdims=True)
+                    v = np.ascontiguousarray(v / np.where(norms > 0, norms, 1.0), dtype=np.float32)
                 self._vectors = v
+                self._raw_vectors = None
             return self._vectors
 
     @property

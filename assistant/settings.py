@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     min_overlap: float = Field(default=0.5, description="Evidence gate: share of question terms found, alone")
     min_overlap_weak: float = Field(default=0.25, description="Evidence gate: overlap needed with a close passage")
     min_similarity: float = Field(default=0.86, description="Evidence gate: 'close' dense similarity (Chinese question)")
-    min_similarity_en: float = Field(default=0.82, description="Evidence gate: 'close' similarity (English question)")
+    min_similarity_en: float = Field(default=0.80, description="Evidence gate: 'close' similarity (English question)")
 
     @classmethod
     def settings_customise_sources(

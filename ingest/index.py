@@ -221,14 +221,14 @@ def write_snapshot(index_dir: Path, chunks: list[StoredChunk], name: str, vector
     os.replace(tmp, final)
 
 
-def load_snapshot_vectors(index_dir: Path, name: str, n: int):
+def load_snapshot_vectors(index_dir: Path, name: str, n: int, mmap: bool = False):
     """The snapshot's vectors (float32, one row per chunk), or None if it has none (an index
     written before vectors were kept) or they do not match its ``n`` chunks."""
     import numpy as np
 
     p = index_dir / "snapshots" / name / VECTORS_FILE
     try:
-        arr = np.load(p, allow_pickle=False)
+        arr = np.load(p, allow_pickle=False, mmap_mode="r" if mmap else None)
     except (OSError, ValueError):
         return None
     if arr.ndim != 2 or arr.shape[0] != n:

@@ -27,7 +27,6 @@ from assistant.errors import BusyError, IndexMismatchError, NotesFolderError, Us
 from .index import (
     CorruptIndexError,
     Manifest,
-    VECTORS_FILE,
     StoredChunk,
     chroma_client,
     chroma_errors,
@@ -348,8 +347,9 @@ def _unchanged_run(settings, notes_dir: Path, index_dir: Path, old: Manifest | N
     if not (old and old.snapshot and old.chunk_chars == settings.chunk_chars and (old.options or {}) == options):
         return None
     chunks_json = index_dir / "snapshots" / old.snapshot / "chunks.json"
-    if not (chunks_json.parent / VECTORS_FILE).exists():  # a snapshot from before vectors were kept
-        return None
+    want = {i for meta in old.files.values() for i in meta.get("chunks", [])}
+    if want and load_snapshot_vectors(index_dir, old.snapshot, len(want), mmap=True) is None:
+        return None  # no vectors.npy (an index from before they were kept), or a damaged one
     try:  # a torn write leaves a file that does not end its JSON array: let the full run repair it
         with open(chunks_json, "rb") as f:
             f.seek(max(0, f.seek(0, os.SEEK_END) - 1))
@@ -381,7 +381,6 @@ def _unchanged_run(settings, notes_dir: Path, index_dir: Path, old: Manifest | N
         seen_files.add(note.rel)
     if seen_files != set(old.files):
         return None
-    want = {i for meta in old.files.values() for i in meta.get("chunks", [])}
     col = get_collection(chroma_client(index_dir, settings.chroma_url),
                          collection_name(index_dir, settings.chroma_url))
     stored = set(_all_ids(col))
@@ -390,11 +389,10 @@ def _unchanged_run(settings, notes_dir: Path, index_dir: Path, old: Manifest | N
     stale = list(stored - want)
     for i in range(0, len(stale), 5000):
         col.delete(ids=stale[i:i + 5000])
-    root = index_dir / "snapshots"
-    for d in root.glob("*.tmp"):  # a snapshot a killed run did not finish
-        import shutil
-
-        shutil.rmtree(d, ignore_errors=True)
+    # what a killed run left: an unfinished snapshot (*.tmp), generations before the last two
+    gen = old.snapshot.split("-")[-1]
+    previous = f"gen-{int(gen) - 1:06d}" if old.snapshot.startswith("gen-") and gen.isdigit() else old.snapshot
+    prune_snapshots(index_dir, keep=[old.snapshot, previous])
     summary.files = summary.unchanged = len(old.files)
     summary.chunks = len(want)
     summary.chunks_deleted = len(stale)

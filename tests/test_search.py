@@ -87,8 +87,11 @@ def test_results_point_at_real_lines(results, shared_index):
         assert scores == sorted(scores, reverse=True), q
         for p in hits:
             assert_at_lines(lines[p.file], p.text, p.chunk.line_start, p.chunk.line_end, q)
-            for loc, c in zip(p.locations[1:], p.others):
-                assert (c.file, c.line_start, c.line_end) == (loc.file, loc.line_start, loc.line_end)
+            # every location is one of the passage's chunks, and its text stands at those lines
+            chunks = {(c.file, c.line_start, c.line_end): c for c in [p.chunk, *p.others]}
+            assert len(p.locations) == len(chunks)
+            for loc in p.locations:
+                c = chunks[(loc.file, loc.line_start, loc.line_end)]
                 assert_at_lines(lines[loc.file], c.text, loc.line_start, loc.line_end, q)
         texts = [" ".join(p.text.split()) for p in hits]
         assert len(texts) == len(set(texts)), f"a passage appears twice: {q}"
