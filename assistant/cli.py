@@ -85,7 +85,7 @@ class _RichProgress:
                 self.p.update(self.task, rate=f"{t.completed / t.elapsed:.1f}/s")
 
     def warn(self, message: str) -> None:
-        self.console.print(f"[yellow]warning:[/] {message}", highlight=False)
+        self.console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)  # one line
 
     def close(self):
         self.p.stop()
@@ -149,6 +149,8 @@ def ask(
     timeout: Optional[float] = typer.Option(None, "--timeout", help="Ollama request timeout (s)"),
 ):
     """Answer a question from the notes, with [n] citations and the Sources they point to."""
+    if not question.strip():  # before the slow imports
+        _fail('the question is empty: ask something, e.g. assistant ask "MAE 的掩码率是多少？"')
     s = _settings(data_dir=data_dir, llm=llm, embed=embed, chroma_url=chroma_url, notes_dir=notes,
                   context_window=context_window, request_timeout=timeout)
     from .query import NotesAssistant
@@ -233,10 +235,10 @@ def status(
 
 @app.command()
 def ui(
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (another than loopback warns)"),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; any but loopback prints a warning"),
     port: int = typer.Option(7860, "--port", min=1, max=65535, help="Port to serve on"),
     auth: Optional[str] = typer.Option(None, "--auth", envvar="NOTES_ASSISTANT_UI_AUTH",
-                                       help="user:password required to open the UI (or NOTES_ASSISTANT_UI_AUTH)"),
+                                       help="Require this user:password to open the UI"),
     share: bool = typer.Option(False, "--share", help="Make a public Gradio share link (off unless asked)"),
     notes: Optional[Path] = Notes,
     llm: Optional[str] = LLMOpt,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from .answer import build_prompt, evidence, generate, is_refusal, prompt, question_language
+from .answer import ThinkFilter, build_prompt, evidence, generate, is_refusal, prompt, question_language
 from .cite import Citation, cite
 from .errors import LLMUnavailableError, UserError
 from .retrieve import HybridRetriever, IndexSnapshot, Passage
@@ -128,6 +128,8 @@ class NotesAssistant:
             out = self.llm.llm.chat([ChatMessage(role="user", content=text)]).message.content or ""
         except Exception:  # the rewrite is a nicety: fall back to the question plus the last topic
             out = ""
+        think = ThinkFilter()  # a reasoning model's inline <think>…</think> is not the question
+        out = think.feed(out) + think.flush()
         out = out.strip().split("\n")[0].strip().strip("\"“”")
         if not out or len(out) > 4 * len(question) + 200:
             last_q = history[-1][0]
@@ -219,7 +221,13 @@ class NotesAssistant:
 
     def _refusal_text(self, lang: str, passages: Sequence[Passage]) -> str:
         head = prompt(self.settings, "refuse", lang).strip()
-        near = [f"- {p.chunk.file}:{p.chunk.line_start}-{p.chunk.line_end}" for p in passages[:3]]
+        near: list[str] = []
+        for p in passages:
+            line = f"- {p.chunk.file}:{p.chunk.line_start}-{p.chunk.line_end}"
+            if line not in near:
+                near.append(line)
+            if len(near) == 3:
+                break
         return head + ("\n" + "\n".join(near) if near else "")
 
 

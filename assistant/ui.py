@@ -319,6 +319,7 @@ class ChatApp:
         self.settings = settings
         self.qa = qa or NotesAssistant(settings, settings.notes_dir)
         self._ingest_lock = threading.Lock()
+        self._model_lock = threading.Lock()
 
     # where the notes are, without failing
     def notes_dir(self) -> Path | None:
@@ -339,6 +340,12 @@ class ChatApp:
             return None
 
     def status_markdown(self) -> str:
+        try:
+            return self._status_markdown()
+        except Exception as exc:  # noqa: BLE001 - one readable line, never a traceback
+            return error_markdown(f"status unavailable: {type(exc).__name__}: {exc}")
+
+    def _status_markdown(self) -> str:
         rows = []
         try:
             st = self.qa.snapshot.stats()
@@ -412,8 +419,13 @@ class ChatApp:
         streamed = ""
         ans: Answer | None = None
         history = [tuple(t) for t in state["history"]]
+        # one answer at a time on the model, even when an abandoned one (tab closed, New chat) is still
+        # finishing in the background: llama.cpp must never run two generations at once
+        self._model_lock.acquire()
+        events = self.qa.stream(message, history=history)
+        finished = False
         try:
-            for kind, value in self.qa.stream(message, history=history):
+            for kind, value in events:
                 if kind == "token":
                     streamed += value
                     chat[-1] = {"role": "assistant", "content": escape_markdown(streamed)}
@@ -425,8 +437,15 @@ class ChatApp:
                     if "ingest" in value and self.notes_dir() is not None:
                         hint = " (or press Re-ingest in the Status panel)"
                     chat[-1] = {"role": "assistant", "content": error_markdown(value + hint)}
+            finished = True
         except Exception as exc:  # noqa: BLE001 - a readable line in the chat, never a traceback
+            finished = True
             chat[-1] = {"role": "assistant", "content": error_markdown(f"unexpected error: {exc}")}
+        finally:
+            if finished:
+                self._model_lock.release()
+            else:  # closed mid-answer: let it run out, then free the model
+                threading.Thread(target=_drain, args=(events, self._model_lock), daemon=True).start()
         if ans is None:
             state = {**state, "chat": chat}
             yield "", chat, state, "*No answer, no sources.*", gr.update(choices=[], value=None), None
@@ -452,6 +471,16 @@ class ChatApp:
             return note_html(nd, ref, quotes.get(ref.strip(), ""), self.indexed_files())
         except Exception as exc:  # noqa: BLE001
             return f'<div class="na-refused">{escape_html(f"cannot open {ref}: {exc}")}</div>'
+
+
+def _drain(events: Iterator, lock: threading.Lock) -> None:
+    try:
+        for _ in events:
+            pass
+    except Exception:  # noqa: BLE001 - nobody is listening any more
+        pass
+    finally:
+        lock.release()
 
 
 def _fresh_state() -> dict:
@@ -501,17 +530,20 @@ def build_app(settings: Any, qa: NotesAssistant | None = None) -> gr.Blocks:
                                container=True)
 
         ask_out = [msg, chatbot, state, sources, pick, answer_json]
-        send.click(core.respond, [msg, state], ask_out, api_name="ask", concurrency_id="model",
-                   concurrency_limit=1)
-        msg.submit(core.respond, [msg, state], ask_out, api_name=False, concurrency_id="model",
-                   concurrency_limit=1)
+        asking = [
+            send.click(core.respond, [msg, state], ask_out, api_name="ask", concurrency_id="model",
+                       concurrency_limit=1),
+            msg.submit(core.respond, [msg, state], ask_out, api_name=False, concurrency_id="model",
+                       concurrency_limit=1),
+        ]
 
         def new_chat():
             return ("", [], _fresh_state(), "*Sources of the answer appear here.*",
                     gr.update(choices=[], value=None), None, "")
 
-        new.click(new_chat, None, ask_out + [note], api_name="new_chat")
-        chatbot.clear(new_chat, None, ask_out + [note], api_name=False)  # the bin icon starts over too
+        # starting over stops an answer in progress, so it cannot write into the new chat
+        new.click(new_chat, None, ask_out + [note], api_name="new_chat", cancels=asking)
+        chatbot.clear(new_chat, None, ask_out + [note], api_name=False, cancels=asking)  # the bin icon too
         pick.change(core.open_note, [pick, state], note, api_name=False)
         open_btn.click(core.open_note, [path, state], note, api_name="open_note")
         path.submit(core.open_note, [path, state], note, api_name=False)

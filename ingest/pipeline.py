@@ -243,21 +243,18 @@ def _ingest_locked(settings, notes_dir: Path, index_dir: Path, model_id: str, pr
         if note.size > max_bytes:
             summary.unreadable += 1
             summary.warnings.append(_too_large(note, max_bytes))
-            progress.warn(_too_large(note, max_bytes))
             progress.advance()
             continue
         try:
             text, enc, sha = read_note(note)
         except DecodeError as exc:
             summary.unreadable += 1
-            summary.warnings.append(f"skipped {note.rel}: {exc}")
-            progress.warn(f"skipped {note.rel}: {exc}")
+            summary.warnings.append(f"skipped {note.rel}: {exc}")  # shown by every front end, once
             progress.advance()
             continue
         except OSError as exc:
             summary.unreadable += 1
             summary.warnings.append(f"skipped {note.rel}: cannot read ({exc.strerror or exc})")
-            progress.warn(f"skipped {note.rel}: cannot read ({exc.strerror or exc})")
             progress.advance()
             continue
         meta = {"size": note.size, "mtime_ns": note.mtime_ns, "sha256": sha, "encoding": enc}
@@ -333,7 +330,10 @@ def _ingest_locked(settings, notes_dir: Path, index_dir: Path, model_id: str, pr
 
 
 def _too_large(note, max_bytes: int) -> str:
-    return (f"skipped {note.rel}: {note.size / 2**20:.1f} MB is over the {max_bytes / 2**20:g} MB limit for one note "
+    def size(n: float) -> str:
+        return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 1024:.1f} KB"
+
+    return (f"skipped {note.rel}: {size(note.size)} is over the {size(max_bytes)} limit for one note "
             f"(raise max_note_mb, e.g. NOTES_ASSISTANT_MAX_NOTE_MB, to index it)")
 
 

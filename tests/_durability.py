@@ -84,7 +84,20 @@ def fresh_index(tmp_path: Path, notes: Path, embedder, tag: str) -> dict:
     summary = run_ingest(s, notes, embedder=embedder)
     assert summary.unchanged == 0 and summary.chunks_deleted == 0
     release_chroma(d, notes)
-    return dump_index(d, notes)
+    return read_snapshot(d, notes)
+
+
+def read_snapshot(data_dir: Path, notes: Path) -> dict:
+    """The manifest and live snapshot (chunks, vectors) of an index, read here (no Chroma)."""
+    from ingest.index import Manifest, index_dir_for, load_snapshot_chunks, load_snapshot_vectors
+
+    idx = index_dir_for(data_dir, notes)
+    m = Manifest.load(idx)
+    chunks = load_snapshot_chunks(idx, m.snapshot)
+    vec = load_snapshot_vectors(idx, m.snapshot, len(chunks))
+    return {"manifest": {"snapshot": m.snapshot, "files": m.files, "embed_model": m.embed_model},
+            "snapshot": [[c.id, c.file, c.line_start, c.line_end, c.text, c.text_hash] for c in chunks],
+            "vectors": None if vec is None else vec.tolist()}
 
 
 def release_chroma(data_dir: Path, notes: Path) -> None:

@@ -104,11 +104,11 @@ def test_kill_at_every_write_stage_then_reingest_gives_a_clean_index(tmp_path, m
             (None, 4), (None, 4)]         # random moments
     seen = []
     last_clean = 8.0
+    before = None
     for step, (stage, new) in enumerate(plan):
         if new or step:
             change_folder(notes, step, new)
         delay = None if stage else round(rng.uniform(0.3, 1.0) * last_clean, 2)
-        before = dump_index(data, notes) if step else None
         info = run_killed(notes, data, stage, delay)
         assert info["rc"] == -9 or info["finished_before_kill"], info
         after_kill = dump_index(data, notes)
@@ -137,6 +137,7 @@ def test_kill_at_every_write_stage_then_reingest_gives_a_clean_index(tmp_path, m
                     stale_after_kill=len({r[0] for r in after_kill.get("chroma", [])} -
                                          {r[0] for r in state["chroma"]}))
         seen.append(info)
+        before = state
     again = assistant(["ingest", str(notes), "--json"], data)
     assert again.returncode == 0, again.stderr
     s = json.loads(again.stdout)

@@ -144,7 +144,7 @@ def test_auto_answers_through_ollama_with_checked_citations(standin, notes_index
 
 
 def test_answer_streams_token_by_token(standin, notes_index):
-    standin.knobs.chunk_delay = 0.3  # a stream that visibly takes time, whatever the machine's speed
+    standin.knobs.chunk_delay = 0.15  # a stream that visibly takes time, whatever the machine's speed
     qa = in_process(notes_index, standin, keep_alive="-1")
     events, server_done_at_first_token = [], None
     for kind, value in qa.stream(QUESTION):
@@ -324,7 +324,7 @@ def test_embeddings_through_ollama_and_no_mixing(standin, tmp_path):
                                  ollama_host=f"127.0.0.1:{closed_port()}"), notes)
 
 
-# --- the context window (a different prompt: after the tests that reuse the first) ------------
+# --- other prompts (the small window, the rewrite): after the tests that reuse the first ---------
 
 def test_prompt_trimmed_to_a_small_context_window(standin, notes_index):
     from assistant.answer import build_prompt, question_language
@@ -373,6 +373,16 @@ def test_token_estimate_never_below_the_real_count(standin, notes_index):
     assert checked >= 10
 
 
+def test_follow_up_rewrite_ignores_inline_thinking(standin, notes_index):
+    """The follow-up rewrite uses a plain (not streamed) chat: reasoning must not become the question."""
+    standin.knobs.think = "tags"
+    qa = in_process(notes_index, standin)
+    out = qa.condense("那 BERT 呢？", [(QUESTION, "MAE 随机遮住 75% 的 patch[1]。")])
+    rec = standin.last()
+    assert rec["stream"] is False and rec["content"].startswith("<think>")
+    assert out.strip() and "<think>" not in out and THINK_MARK not in out
+
+
 # --- choosing the model ---------------------------------------------------------------------
 
 def test_auto_picks_ollama_only_when_it_is_up_and_has_the_model(standin, notes_index, tmp_path):
@@ -382,6 +392,7 @@ def test_auto_picks_ollama_only_when_it_is_up_and_has_the_model(standin, notes_i
     up = make_settings(data, ollama_host=standin.url)
     loaded = load_llm(up)
     assert (loaded.kind, loaded.name, loaded.context_window) == ("ollama", f"ollama:{MODEL}", 8192)
+    assert (loaded.llm.request_timeout, loaded.llm.keep_alive, loaded.llm.base_url) == (120.0, "5m", standin.url)
     down = make_settings(data, ollama_host=f"127.0.0.1:{closed_port()}")
     assert load_llm(down).kind == "embedded"
     missing = make_settings(data, ollama_host=standin.url, ollama_model="llama3.1:8b")

@@ -83,7 +83,7 @@ def ui_settings(data_dir: Path, notes: Path | None, **kw):
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
+def env(tmp_path_factory, embedder):
     root = tmp_path_factory.mktemp("ui-api")
     mp = pytest.MonkeyPatch()
     mp.setenv("NOTES_ASSISTANT_CONFIG", str(root / "no-config.toml"))
@@ -91,7 +91,7 @@ def env(tmp_path_factory):
     from ingest.pipeline import run_ingest
 
     settings = ui_settings(root / "data", notes)
-    run_ingest(settings, notes)
+    run_ingest(settings, notes, embedder=embedder)
     add_escape_links(notes, outside)
     from assistant import ui
 

@@ -4,8 +4,8 @@ The app is the real one, served in-process over a small temporary notes folder (
 sample notes, a note on MAE and BERT, and a hostile note holding ``<script>`` and
 ``<img onerror>``), ingested for real; answers come from the embedded model.
 
-Set ``NOTES_ASSISTANT_UI_SCREENSHOT=examples/screenshot.png`` to write the README
-screenshot from the first test (the app answering a Chinese question).
+Set ``UI_SCREENSHOT=examples/screenshot.png`` to write the README screenshot from the
+first test (the app answering a Chinese question).
 """
 
 from __future__ import annotations
@@ -32,18 +32,19 @@ except ImportError:  # pragma: no cover - tests/ imported as a package
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 ANSWER_TIMEOUT = 240  # seconds; a few on an idle machine
+SCREENSHOT = os.environ.get("UI_SCREENSHOT")  # read at import: conftest scrubs NOTES_ASSISTANT_* later
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory):
+def app(tmp_path_factory, embedder):
     root = tmp_path_factory.mktemp("ui-browser")
     mp = pytest.MonkeyPatch()
     mp.setenv("NOTES_ASSISTANT_CONFIG", str(root / "no-config.toml"))
     notes, outside = make_notes(root)
     from ingest.pipeline import run_ingest
 
-    settings = ui_settings(root / "data", notes)
-    run_ingest(settings, notes)
+    settings = ui_settings(root / "data", notes, max_answer_tokens=160)  # room for a whole answer on screen
+    run_ingest(settings, notes, embedder=embedder)
     add_escape_links(notes, outside)
     from assistant import ui
 
@@ -143,10 +144,9 @@ def test_chinese_question_streams_an_answer_that_cites_the_note(page):
     note = page.locator("#na-note").inner_text()
     if markers:
         assert "深度学习/transformer.md" in note and page.locator("#na-note tr.na-hit").count() >= 1
-    shot = os.environ.get("NOTES_ASSISTANT_UI_SCREENSHOT")
-    if shot:
-        Path(shot).parent.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=shot, full_page=True)
+    if SCREENSHOT:
+        Path(SCREENSHOT).parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=SCREENSHOT, full_page=True)
     assert not page.errors, page.errors
 
 
@@ -164,6 +164,23 @@ def test_follow_up_uses_the_conversation_and_new_chat_forgets_it(page):
     ask(page, "它的掩码率呢？")
     assert "Follow-up read as" not in sources_text(page)
     assert len(bot_messages(page)) == 1
+
+
+def test_new_chat_mid_answer_stops_it_and_the_next_answer_is_clean(page):
+    page.locator("#na-input textarea").fill("缩放点积注意力为什么要除以 √d_k？")
+    page.locator("#na-ask").click()
+    page.wait_for_function(  # streaming has begun
+        "() => { const b = document.querySelectorAll('#na-chat [data-testid=\"bot\"]');"
+        " return b.length === 1 && b[0].innerText.trim().length > 3; }", timeout=ANSWER_TIMEOUT * 1000)
+    page.locator("#na-new").click()
+    page.wait_for_function("() => document.querySelectorAll('#na-chat [data-testid=\"bot\"]').length === 0")
+    time.sleep(2.0)  # the abandoned answer must not come back into the new chat
+    assert bot_messages(page) == []
+    final, _ = ask(page, "Dropout 常用的丢弃概率是多少？")
+    assert len(bot_messages(page)) == 1 and "⚠️" not in final
+    assert "深度学习/正则化.md" in sources_text(page)
+    assert "Follow-up read as" not in sources_text(page)
+    assert not page.errors, page.errors
 
 
 def test_open_a_source_shows_the_note_around_it_with_line_numbers(page, app):
