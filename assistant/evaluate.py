@@ -421,15 +421,22 @@ class _NoProgress:
 
 
 class RichProgress:
+    """A progress bar on a terminal; one plain line per step elsewhere (CI logs)."""
+
     def __init__(self, console):
         self.console = console
         self.p = None
         self.task = None
+        self.total = 0
+        self.done = 0
 
     def start(self, total: int, label: str) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
             TimeRemainingColumn
 
+        self.total, self.done = total, 0
+        if not self.console.is_terminal:
+            return
         self.p = Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
                           TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
                           console=self.console, transient=True)
@@ -437,8 +444,11 @@ class RichProgress:
         self.task = self.p.add_task(label[:28], total=total)
 
     def step(self, label: str) -> None:
+        self.done += 1
         if self.p is not None:
             self.p.update(self.task, advance=1, description=label[:28])
+        else:
+            self.console.print(f"[{self.done}/{self.total}] {label}", markup=False, highlight=False)
 
     def stop(self) -> None:
         if self.p is not None:
@@ -584,7 +594,8 @@ def run_suite(suite: Suite, settings: Any, *, notes_dir: Path | None = None, com
                      "expected_sources": case.sources, "must_include": case.must_include,
                      "must_not_include": case.must_not_include, "reference_answer": case.answer,
                      "result": result, "grades": g}
-            progress.step(case.id)
+            progress.step(f"{case.id} {result['timings_ms'].get('total', 0) / 1000:.1f} s"
+                          + (" refused" if result["refused"] else ""))
             if naive is not None:
                 nres = naive.ask(case.question)
                 ng = grade(case, nres, notes)
@@ -592,7 +603,7 @@ def run_suite(suite: Suite, settings: Any, *, notes_dir: Path | None = None, com
                     ng["judge"] = _judge(judge_llm, case, nres)
                 naive_rows.append((case, ng))
                 entry["naive"] = {"result": nres, "grades": ng}
-                progress.step(f"{case.id} (naive)")
+                progress.step(f"{case.id} (naive) {nres['timings_ms'].get('total', 0) / 1000:.1f} s")
             out_cases.append(entry)
     finally:
         progress.stop()

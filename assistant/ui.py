@@ -41,6 +41,7 @@ LATEX = [
 ]
 CONTEXT_LINES = 8  # lines shown around a citation when a note is opened
 MAX_TURNS = 20  # turns kept in a session's history
+SOURCES_PLACEHOLDER = "*Sources of the answer appear here.*"
 NOTE_SUFFIXES = {".md", ".markdown", ".txt"}
 
 CSS = """
@@ -320,6 +321,8 @@ class ChatApp:
         self.qa = qa or NotesAssistant(settings, settings.notes_dir)
         self._ingest_lock = threading.Lock()
         self._model_lock = threading.Lock()
+        self._epochs: dict[str, int] = {}  # per browser session: bumped by New chat
+        self._epoch_lock = threading.Lock()
 
     # where the notes are, without failing
     def notes_dir(self) -> Path | None:
@@ -406,13 +409,25 @@ class ChatApp:
         return self.status_markdown(), msg
 
     # the chat ------------------------------------------------------------------------
-    def respond(self, message: str, state: dict | None) -> Iterator[tuple]:
+    def new_chat(self, request: gr.Request | None = None) -> tuple:
+        """Start over: an answer still streaming in this session stops writing into the chat."""
+        sid = _session(request)
+        with self._epoch_lock:
+            self._epochs[sid] = self._epochs.get(sid, 0) + 1
+        return ("", [], _fresh_state(), SOURCES_PLACEHOLDER, gr.update(choices=[], value=None), None, "")
+
+    def _current(self, sid: str, epoch: int) -> bool:
+        return self._epochs.get(sid, 0) == epoch
+
+    def respond(self, message: str, state: dict | None, request: gr.Request | None = None) -> Iterator[tuple]:
         state = _fresh_state() if not state else state
         chat = list(state["chat"])
         message = (message or "").strip()
         if not message:
             yield "", chat, state, gr.skip(), gr.skip(), gr.skip()
             return
+        sid = _session(request)
+        epoch = self._epochs.get(sid, 0)
         chat.append({"role": "user", "content": escape_markdown(message)})
         chat.append({"role": "assistant", "content": "…"})
         yield "", chat, state, "*Searching the notes…*", gr.update(choices=[], value=None), None
@@ -426,6 +441,8 @@ class ChatApp:
         finished = False
         try:
             for kind, value in events:
+                if not self._current(sid, epoch):
+                    break  # New chat was pressed: this answer is no longer wanted
                 if kind == "token":
                     streamed += value
                     chat[-1] = {"role": "assistant", "content": escape_markdown(streamed)}
@@ -437,7 +454,8 @@ class ChatApp:
                     if "ingest" in value and self.notes_dir() is not None:
                         hint = " (or press Re-ingest in the Status panel)"
                     chat[-1] = {"role": "assistant", "content": error_markdown(value + hint)}
-            finished = True
+            else:
+                finished = True
         except Exception as exc:  # noqa: BLE001 - a readable line in the chat, never a traceback
             finished = True
             chat[-1] = {"role": "assistant", "content": error_markdown(f"unexpected error: {exc}")}
@@ -446,6 +464,9 @@ class ChatApp:
                 self._model_lock.release()
             else:  # closed mid-answer: let it run out, then free the model
                 threading.Thread(target=_drain, args=(events, self._model_lock), daemon=True).start()
+        if not self._current(sid, epoch):  # leave the new chat as New chat made it
+            yield ("", [], _fresh_state(), SOURCES_PLACEHOLDER, gr.update(choices=[], value=None), None)
+            return
         if ans is None:
             state = {**state, "chat": chat}
             yield "", chat, state, "*No answer, no sources.*", gr.update(choices=[], value=None), None
@@ -471,6 +492,10 @@ class ChatApp:
             return note_html(nd, ref, quotes.get(ref.strip(), ""), self.indexed_files())
         except Exception as exc:  # noqa: BLE001
             return f'<div class="na-refused">{escape_html(f"cannot open {ref}: {exc}")}</div>'
+
+
+def _session(request: gr.Request | None) -> str:
+    return getattr(request, "session_hash", None) or "-"
 
 
 def _drain(events: Iterator, lock: threading.Lock) -> None:
@@ -518,7 +543,7 @@ def build_app(settings: Any, qa: NotesAssistant | None = None) -> gr.Blocks:
                     answer_json = gr.JSON(label="answer", elem_id="na-json")
             with gr.Column(scale=2):
                 sources = gr.Markdown(elem_id="na-sources", latex_delimiters=LATEX, sanitize_html=True,
-                                      value="*Sources of the answer appear here.*", container=True,
+                                      value=SOURCES_PLACEHOLDER, container=True,
                                       max_height=420)
                 pick = gr.Dropdown(label="Open a source", choices=[], value=None, interactive=True,
                                    elem_id="na-pick", allow_custom_value=False)
@@ -530,20 +555,14 @@ def build_app(settings: Any, qa: NotesAssistant | None = None) -> gr.Blocks:
                                container=True)
 
         ask_out = [msg, chatbot, state, sources, pick, answer_json]
-        asking = [
-            send.click(core.respond, [msg, state], ask_out, api_name="ask", concurrency_id="model",
-                       concurrency_limit=1),
-            msg.submit(core.respond, [msg, state], ask_out, api_name=False, concurrency_id="model",
-                       concurrency_limit=1),
-        ]
+        # always_last: a question asked while an answer is still finishing waits for it, never lost
+        send.click(core.respond, [msg, state], ask_out, api_name="ask", concurrency_id="model",
+                   concurrency_limit=1, trigger_mode="always_last")
+        msg.submit(core.respond, [msg, state], ask_out, api_name=False, concurrency_id="model",
+                   concurrency_limit=1, trigger_mode="always_last")
 
-        def new_chat():
-            return ("", [], _fresh_state(), "*Sources of the answer appear here.*",
-                    gr.update(choices=[], value=None), None, "")
-
-        # starting over stops an answer in progress, so it cannot write into the new chat
-        new.click(new_chat, None, ask_out + [note], api_name="new_chat", cancels=asking)
-        chatbot.clear(new_chat, None, ask_out + [note], api_name=False, cancels=asking)  # the bin icon too
+        new.click(core.new_chat, None, ask_out + [note], api_name="new_chat")
+        chatbot.clear(core.new_chat, None, ask_out + [note], api_name=False)  # the bin icon starts over too
         pick.change(core.open_note, [pick, state], note, api_name=False)
         open_btn.click(core.open_note, [path, state], note, api_name="open_note")
         path.submit(core.open_note, [path, state], note, api_name=False)

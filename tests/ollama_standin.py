@@ -99,6 +99,8 @@ class _Generation:
         try:
             with standin._llama_lock:
                 llama = standin.llama
+                if not standin.prompt_cache:
+                    llama.reset()
                 t0 = time.perf_counter_ns()
                 first = None
                 n = 0
@@ -137,12 +139,14 @@ class _Generation:
 
 class OllamaStandin:
     def __init__(self, chat_models: tuple[str, ...] = ("qwen2.5:7b",), embed_models: tuple[str, ...] = ("bge-m3",),
-                 n_ctx: int = 8192, threads: int | None = None, gguf: str = "qwen2.5-coder-0.5b"):
+                 n_ctx: int = 8192, threads: int | None = None, gguf: str = "qwen2.5-coder-0.5b",
+                 prompt_cache: bool = True):
         self.chat_models = [_full_name(m) for m in chat_models]
         self.embed_models = [_full_name(m) for m in embed_models]
         self.n_ctx = n_ctx
         self.threads = threads
         self.gguf = gguf
+        self.prompt_cache = prompt_cache  # False: every prompt is evaluated in full (for timing)
         self.knobs = Knobs()
         self.requests: list[dict[str, Any]] = []
         self._llama = None
@@ -508,8 +512,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--port", type=int, default=11434)
     ap.add_argument("--model", action="append", help="chat model name(s) to list (default qwen2.5:7b)")
     ap.add_argument("--embed-model", action="append", help="embedding model name(s) (default bge-m3)")
+    ap.add_argument("--threads", type=int, help="llama.cpp threads (default: all cores)")
+    ap.add_argument("--no-prompt-cache", action="store_true",
+                    help="evaluate every prompt in full (llama.cpp otherwise reuses the previous prompt's prefix)")
     a = ap.parse_args(argv)
-    srv = OllamaStandin(tuple(a.model or ["qwen2.5:7b"]), tuple(a.embed_model or ["bge-m3"]))
+    srv = OllamaStandin(tuple(a.model or ["qwen2.5:7b"]), tuple(a.embed_model or ["bge-m3"]), threads=a.threads,
+                        prompt_cache=not a.no_prompt_cache)
     url = srv.start(a.host, a.port)
     print(f"stand-in Ollama at {url} (Ctrl-C to stop)", flush=True)
     try:

@@ -109,7 +109,7 @@ def test_search_and_ask_during_an_ingest_see_old_or_new_never_a_mix(tmp_path, fo
             except BaseException as exc:  # noqa: BLE001 - reported below
                 errors.append(exc)
                 return
-            time.sleep(0.05)
+            time.sleep(0.2)
 
     t = threading.Thread(target=reader, daemon=True)
     ing = Proc(["ingest", str(notes), "--json"], data,

@@ -225,6 +225,26 @@ def test_follow_up_uses_the_sessions_history_and_sessions_are_isolated(env):
     assert "standalone_question" not in ans_a2
 
 
+def test_new_chat_mid_answer_stops_it_writing_into_the_new_chat(env):
+    c, other = client(env["url"]), client(env["url"])
+    job = c.submit("缩放点积注意力为什么要除以 √d_k？", api_name="/ask")
+    deadline = time.time() + 240
+    while time.time() < deadline and not any(  # wait until the answer is streaming
+            len(o[1]) == 2 and len(text_of(o[1][-1])) > 3 for o in job.outputs()):
+        time.sleep(0.05)
+    assert not job.done(), "the answer finished before New chat could be pressed"
+    other_job = other.submit("多头注意力用了几个头？", api_name="/ask")  # another session, queued behind
+    c.predict(api_name="/new_chat")
+    _, chat, _, _, answer = job.result(timeout=240)
+    assert chat == [] and answer is None  # the abandoned answer left the new chat empty
+    _, (_, chat, md, _, answer) = ask(c, "Dropout 常用的丢弃概率是多少？")
+    assert [m["role"] for m in chat] == ["user", "assistant"] and not answer.get("error")
+    assert "深度学习/正则化.md" in md
+    # New chat in one session does not touch another session's answer
+    _, other_chat, _, _, other_answer = other_job.result(timeout=240)
+    assert [m["role"] for m in other_chat] == ["user", "assistant"] and other_answer["sources"]
+
+
 def test_hostile_note_text_is_escaped(env):
     c = client(env["url"])
     _, (_, chat, sources_md, _, answer) = ask(c, "梯度裁剪的阈值是多少？")
