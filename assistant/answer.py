@@ -63,14 +63,51 @@ def evidence(question: str, passages: Sequence[Passage], settings: Any, lang: st
     overlap = len(q_terms & found) / len(q_terms) if q_terms else 0.0
     sims = [p.similarity for p in top if p.similarity is not None]
     sim = max(sims) if sims else 0.0
-    # e5 puts cross-lingual pairs (English question, Chinese note) lower on the scale
+    # e5 puts cross-lingual pairs (a question in one language, the note in the other) lower
+    # on its scale, and their term overlap is low by nature: judge them by similarity alone
+    cross = any(passage_language(p.chunk.clean or p.chunk.text) != lang for p in top[:1])
     need_sim = settings.min_similarity if lang == "zh" else settings.min_similarity_en
     if overlap >= settings.min_overlap:
         return Evidence(True, overlap, sim, "question terms found in the notes")
     if overlap >= settings.min_overlap_weak and sim >= need_sim:
         return Evidence(True, overlap, sim, "some question terms found in close passages")
+    if cross and sim >= settings.min_similarity_en:
+        return Evidence(True, overlap, sim, "a close passage in the other language")
     return Evidence(False, overlap, sim, f"term overlap {overlap:.2f}, similarity {sim:.3f}: "
                                          f"too little of the question is in the notes")
+
+
+def passage_language(text: str) -> str:
+    cjk = len(_CJK.findall(text))
+    words = len(_ASCII_WORD.findall(text))
+    return "zh" if cjk >= words else "en"
+
+
+def extractive_answer(question: str, passages: Sequence[Passage], lang: str) -> tuple[str, int] | None:
+    """The note sentence that best matches the question, from the top passages.
+
+    Used when the model's answer cannot be checked against the notes (no sentence of it
+    is supported by a passage): quoting the notes is better than an unverifiable answer.
+    Returns (answer text with its [n] marker, n) or None.
+    """
+    from ingest.split import _sentence_spans
+
+    from .cite import support
+
+    best = None
+    for i, p in enumerate(passages[:2]):
+        text = p.chunk.clean or p.chunk.text
+        for a, b in _sentence_spans(p.chunk.text):
+            sent = p.chunk.text[a:b].strip()
+            if len(sent) < 6 or p.chunk.kind == "code":
+                continue
+            sc = support(question, sent) - 0.05 * i
+            if best is None or sc > best[0]:
+                best = (sc, sent, i + 1)
+    if best is None or best[0] < 0.2:
+        return None
+    lead = "笔记中相关的原文：" if lang == "zh" else "The notes say: "
+    return f"{lead}{best[1]} [{best[2]}]", best[2]
 
 
 # --- the prompt ----------------------------------------------------------------------

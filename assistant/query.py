@@ -190,6 +190,16 @@ class NotesAssistant:
                           incomplete=gen.incomplete, error=gen.error, standalone_question=standalone)
         cited = cite(gen.text, plan.passages, self.snapshot.notes_dir)
         warnings.extend(f"citation removed: {d}" for d in cited.dropped)
+        if not cited.citations and not gen.incomplete:
+            # nothing the model said could be checked against a passage: show the note
+            # sentence that answers best instead of an unverifiable answer
+            ex = extractive_answer(q, plan.passages, lang)
+            if ex is not None:
+                checked = cite(ex[0], plan.passages, self.snapshot.notes_dir, infer_missing=False)
+                if checked.citations:
+                    warnings.append("the model's answer could not be checked against the notes; "
+                                    f"showing the best-matching note sentence instead (model said: {gen.text[:120]})")
+                    cited = checked
         timings["total"] = int((time.perf_counter() - t0) * 1000)
         return Answer(question, cited.text, cited.citations, passages, False, loaded.name, timings, warnings,
                       incomplete=gen.incomplete, error=gen.error, standalone_question=standalone)

@@ -28,7 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import (REPO, SEED_NOTES, check, emit, fmt_check, load_average, log, machine, median, peak_rss_mb)
+from _common import (REPO, SEED_NOTES, check, emit, fmt_check, load_average, log, machine, median, peak_rss_mb,
+                     percentile)
 
 TARGET_FIRST_TOKEN_S = 2.0
 TARGET_RSS_MB = 1536.0
@@ -51,12 +52,21 @@ def run_cli(question: str, data: Path, notes: Path) -> dict:
                for k, f in (("out", p.stdout), ("err", p.stderr))]
     for r in readers:
         r.start()
-    _, status, usage = os.wait4(p.pid, 0)  # this child's own peak RSS
-    p.returncode = os.waitstatus_to_exitcode(status)
+    # peak RSS: VmHWM of the child's own address space, polled (ru_maxrss of a forked child
+    # would include this process's RSS at fork time)
+    hwm = 0
+    while p.poll() is None:
+        try:
+            for line in Path(f"/proc/{p.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    hwm = max(hwm, int(line.split()[1]))
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
     for r in readers:
         r.join()
     wall = time.perf_counter() - t
-    rss = usage.ru_maxrss / 1024.0
+    rss = hwm / 1024.0
     out, err = bufs["out"].decode("utf-8", "replace"), bufs["err"].decode("utf-8", "replace")
     if p.returncode != 0:
         sys.exit(f"error: assistant ask failed ({p.returncode}): {err[-800:]}")
@@ -93,6 +103,13 @@ def main(argv=None) -> int:
     log("  " + run_ingest(s, notes).line())
     qs = QUESTIONS[: a.questions]
 
+    # --- real processes (first, while this process is small) ------------------------------
+    cli = []
+    for i in range(a.cli_runs):
+        log(f"`assistant ask` process {i + 1}/{a.cli_runs} ...")
+        cli.append(run_cli(qs[i % len(qs)], data, notes))
+    cli_rss = max(x["peak_rss_mb"] for x in cli) if cli else None
+
     # --- in this process ---------------------------------------------------------------
     qa = NotesAssistant(s, notes)
     qa.search(qs[0])  # the embedding model and the index are loaded: not what is measured
@@ -104,9 +121,13 @@ def main(argv=None) -> int:
         total = time.perf_counter() - t
         loaded = qa.llm
         plan = build_prompt(q, ans.sources, s, question_language(q), loaded.count_tokens, loaded.context_window)
-        return {"question": q, "first_token_s": round(first[0] - t, 3) if first and not ans.refused else None,
-                "total_s": round(total, 3), "refused": ans.refused, "prompt_passages": len(plan.passages),
-                "prompt_tokens": plan.tokens, "error": ans.error}
+        ft = round(first[0] - t, 3) if first and not ans.refused else None
+        retrieve = ans.timings_ms.get("retrieve", 0) / 1000
+        return {"question": q, "first_token_s": ft, "total_s": round(total, 3), "refused": ans.refused,
+                "retrieve_s": retrieve, "prompt_passages": len(plan.passages), "prompt_tokens": plan.tokens,
+                # first token ~ retrieve + prompt tokens / prompt-evaluation rate (+ a decode step)
+                "prompt_tokens_per_s": round(plan.tokens / (ft - retrieve), 1) if ft and ft > retrieve else None,
+                "error": ans.error}
 
     log("in-process: cold (loads the model) ...")
     cold = one(qs[0])
@@ -120,13 +141,6 @@ def main(argv=None) -> int:
         sys.exit(f"error: every question was refused or failed: {warm}")
     in_rss = peak_rss_mb()
 
-    # --- real processes ------------------------------------------------------------------
-    cli = []
-    for i in range(a.cli_runs):
-        log(f"`assistant ask` process {i + 1}/{a.cli_runs} ...")
-        cli.append(run_cli(qs[i % len(qs)], data, notes))
-    cli_rss = max(x["peak_rss_mb"] for x in cli) if cli else None
-
     ft = median(x["first_token_s"] for x in answered)
     result = {
         "benchmark": "ask", "llm": qa.llm.name, "notes": str(notes), "machine": start,
@@ -135,8 +149,11 @@ def main(argv=None) -> int:
         "prompt_tokens_median": median(x["prompt_tokens"] for x in warm),
         "refused": sum(1 for x in warm if x["refused"]), "answers": len(warm),
         "cold": cold, "warm_first_token_s_median": round(ft, 3),
-        "warm_first_token_s_p95": round(sorted(x["first_token_s"] for x in answered)[
-            max(0, int(0.95 * len(answered)) - 1)], 3),
+        "warm_first_token_s_p95": round(percentile([x["first_token_s"] for x in answered], 95), 3),
+        "warm_retrieve_s_median": round(median(x["retrieve_s"] for x in answered), 3),
+        "prompt_tokens_per_s_median": median(x["prompt_tokens_per_s"] for x in answered
+                                             if x["prompt_tokens_per_s"]) if any(
+            x["prompt_tokens_per_s"] for x in answered) else None,
         "warm_total_s_median": round(median(x["total_s"] for x in answered), 3),
         "in_process_peak_rss_mb": round(in_rss, 1),
         "cli_runs": cli,
@@ -152,6 +169,8 @@ def main(argv=None) -> int:
              fmt_check("first token, warm (median)", result["first_token"], " s"),
              f"  first token, warm (p95)          {result['warm_first_token_s_p95']:.3f} s",
              f"  total, warm (median)             {result['warm_total_s_median']:.3f} s",
+             f"  of the first token: retrieval {result['warm_retrieve_s_median']:.3f} s, then the prompt at "
+             f"~{result['prompt_tokens_per_s_median']} tokens/s",
              f"  cold (model load included)       first token {cold['first_token_s']} s, total {cold['total_s']} s"]
     if cli:
         lines += [f"  `assistant ask` processes        " + "; ".join(
