@@ -139,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         "answer": texts.get("ollama"),
     }
     e, o = result["embedded"], result["ollama_standin_http"]
+    # what HTTP, NDJSON and the two client libraries add: client total minus the server's own total_duration
+    o["http_overhead_s"] = round(statistics.median(r["total_s"] - r["server_total_s"] for r in runs["ollama"]), 3)
     result["ratio_ollama_over_embedded"] = {"first_token": round(o["first_token_s"] / max(1e-9, e["first_token_s"]), 2),
                                             "total": round(o["total_s"] / max(1e-9, e["total_s"]), 2)}
     if a.json:
@@ -149,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'embedded (in-process)':<28}{e['first_token_s']:>10.2f} s{e['total_s']:>8.2f} s")
         print(f"{'Ollama stand-in (HTTP)':<28}{o['first_token_s']:>10.2f} s{o['total_s']:>8.2f} s")
         print(f"{'ratio Ollama / embedded':<28}{r['first_token']:>11.2f}x{r['total']:>9.2f}x")
+        print(f"HTTP + client overhead per answer (client total - server total_duration): {o['http_overhead_s']:.3f} s")
         print(f"(median of {a.repeat} run(s) per side; prompt ~{plan.tokens} tokens; answer cap {a.max_tokens} "
               f"tokens; same answer text on both sides: {result['same_answer_text']})")
     if tmp is not None:

@@ -125,7 +125,7 @@ def run_ingest(settings: Any, notes_dir: Path, progress: Progress | None = None,
         if rebuild:
             _drop_index(settings, index_dir)
         with chroma_errors(settings.chroma_url):
-            summary = _ingest_locked(settings, notes_dir, index_dir, model_id, progress, embedder, hook)
+            summary = _ingest_locked(settings, notes_dir, index_dir, model_id, progress, embedder, hook, rebuild)
     finally:
         lock.release()
     remember_notes_dir(settings.data_dir, notes_dir)
@@ -150,7 +150,10 @@ def _test_pause_hook() -> Callable[[str], None] | None:
 
 
 def _drop_index(settings, index_dir: Path) -> None:
-    """Forget everything stored for this folder: the Chroma collection, snapshots, manifest.
+    """Forget the Chroma collection of this folder, so that everything is embedded again.
+
+    The manifest and the live snapshot stay: readers go on answering from them (their
+    vectors are in the snapshot) until the rebuilt index replaces them.
 
     The collection is dropped through the client, not by deleting Chroma's folder:
     a client cached in this process (Chroma keeps one per path) would otherwise go on
@@ -171,18 +174,18 @@ def _drop_index(settings, index_dir: Path) -> None:
 
         SharedSystemClient.clear_system_cache()
         shutil.rmtree(index_dir / "chroma", ignore_errors=True)
-    for sub in ("snapshots", "manifest.json"):
-        p = index_dir / sub
-        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
 
 def _ingest_locked(settings, notes_dir: Path, index_dir: Path, model_id: str, progress: Progress,
-                   embedder, hook) -> IngestSummary:
+                   embedder, hook, rebuild: bool = False) -> IngestSummary:
     try:
         old = Manifest.load(index_dir)
     except CorruptIndexError as exc:
         progress.warn(f"{exc}; rebuilding the index from the notes")
         old = None
+    live = old.snapshot if old else None  # stays in force until the new manifest replaces it
+    if rebuild:
+        old = None  # everything is read, split and embedded again
     if old and old.embed_model != model_id:
         raise IndexMismatchError(
             f"the index of {notes_dir} was built with {old.embed_model}, not {model_id}: "
@@ -306,7 +309,7 @@ def _ingest_locked(settings, notes_dir: Path, index_dir: Path, model_id: str, pr
         raise NotesFolderError(f"notes folder {notes_dir} vanished during the ingest: nothing was changed")
 
     vectors = _snapshot_vectors(col, all_chunks, known, index_dir, old, old_list)
-    name = next_snapshot_name(old.snapshot if old else None)
+    name = next_snapshot_name(live)
     try:
         write_snapshot(index_dir, all_chunks, name, vectors)
         hook("before-manifest")
@@ -315,7 +318,7 @@ def _ingest_locked(settings, notes_dir: Path, index_dir: Path, model_id: str, pr
         import shutil
 
         shutil.rmtree(index_dir / "snapshots" / (name + ".tmp"), ignore_errors=True)
-        if not (old and old.snapshot == name):
+        if name != live:
             shutil.rmtree(index_dir / "snapshots" / name, ignore_errors=True)
         raise UserError(f"cannot write the index in {index_dir} ({exc.strerror or exc}): free some disk space "
                         f"and run `assistant ingest` again; the previous index is unchanged") from None
@@ -325,7 +328,7 @@ def _ingest_locked(settings, notes_dir: Path, index_dir: Path, model_id: str, pr
     for i in range(0, len(stale), 5000):
         col.delete(ids=stale[i:i + 5000])
     summary.chunks_deleted = len(stale)
-    prune_snapshots(index_dir, keep=[name, old.snapshot] if old and old.snapshot else [name])
+    prune_snapshots(index_dir, keep=[name, live] if live else [name])
     return summary
 
 

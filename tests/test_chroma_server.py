@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from _durability import assert_one_line_error, assistant, chunk_map, dump_index, free_port, write_note
-from conftest import cli_env
+from _durability import assert_one_line_error, assistant, chunk_map, free_port, read_snapshot
 
 CHROMA = Path(sys.executable).parent / "chroma"
 
@@ -87,8 +86,16 @@ def notes(tmp_path, examples_notes):
 
 
 def _server_state(server: ChromaServer, data: Path, notes: Path) -> tuple[dict, dict]:
-    state = dump_index(data, notes, server.url)
-    return state, chunk_map(state["chroma"])
+    """The live snapshot, and what the server holds for this folder (read here: a server has
+    no single-process limit)."""
+    from ingest.index import collection_name, index_dir_for
+
+    state = read_snapshot(data, notes)
+    name = collection_name(index_dir_for(data, notes), server.url)
+    got = server.client().get_collection(name).get(include=["documents", "metadatas"])
+    held = [[i, m["file"], m["line_start"], m["line_end"], d, m["text_hash"]]
+            for i, d, m in zip(got["ids"], got["documents"], got["metadatas"])]
+    return state, chunk_map(held)
 
 
 def test_full_loop_through_a_chroma_server(tmp_path, server, notes):
@@ -128,9 +135,12 @@ def test_full_loop_through_a_chroma_server(tmp_path, server, notes):
         assert c["file"] in {s["file"] for s in ans["sources"]}
 
     # an unchanged re-ingest uploads nothing and changes nothing on the server
-    r = assistant(["ingest", str(notes), "--json", *url], data)
-    again = json.loads(r.stdout)
-    assert again["chunks_embedded"] == 0 and again["chunks_reused"] == 0 and again["chunks_deleted"] == 0
+    from conftest import make_settings
+    from ingest.pipeline import run_ingest
+
+    again = run_ingest(make_settings(data, chroma_url=server.url), notes)
+    assert again.chunks_embedded == 0 and again.chunks_reused == 0 and again.chunks_deleted == 0
+    assert again.unchanged == first["files"]
     assert _server_state(server, data, notes)[1] == held
 
 

@@ -15,8 +15,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -24,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from _durability import MemoEmbedder, Proc, assert_index_equals_fresh, assert_one_line_error, assistant, \
-    dump_index, fresh_index, write_note
+    dump_index, fresh_index, release_chroma, write_note
 
 QUESTION = "Dropout 的概率 p 一般取多少？"
 
@@ -75,12 +73,15 @@ def _chroma_files(data: Path, notes: Path) -> dict[str, tuple[int, int]]:
 
 
 @pytest.fixture
-def folder(tmp_path):
+def folder(tmp_path, embedder):
+    from conftest import make_settings
+    from ingest.pipeline import run_ingest
+
     notes = tmp_path / "notes"
     _v1(notes)
     data = tmp_path / "data"
-    r = assistant(["ingest", str(notes), "--json"], data)
-    assert r.returncode == 0, r.stderr[-3000:]
+    run_ingest(make_settings(data), notes, embedder=embedder)
+    release_chroma(data, notes)  # from here on, only the `assistant` processes open Chroma
     old = dump_index(data, notes)
     return notes, data, old
 
@@ -201,3 +202,22 @@ def test_two_ask_processes_at_once(folder):
         ans = json.loads(out)
         assert ans["answer"].strip() and not ans.get("error"), ans
         assert ans["sources"][0]["file"] == want
+
+
+def test_search_during_a_rebuild_answers_from_the_old_index(folder):
+    """`ingest --rebuild` re-embeds everything; until its manifest lands, readers keep the old index."""
+    notes, data, old_state = folder
+    old = _view(old_state)
+    rb = Proc(["ingest", "--rebuild", str(notes), "--json"], data, pause_at="before-manifest")
+    try:
+        rb.wait_for("paused at before-manifest")
+        r = assistant(["search", QUESTION, "--json"], data)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert _locs(json.loads(r.stdout)) <= old
+        rc, out, err = rb.finish()
+    finally:
+        rb.kill()
+    assert rc == 0, err[-2000:]
+    s = json.loads(out)
+    assert s["chunks_embedded"] == s["chunks"] == len(old)
+    assert _view(dump_index(data, notes)) == old

@@ -52,7 +52,10 @@ needs_shared = pytest.mark.skipif(not SHARED_NOTES.is_dir(), reason="../shared/n
 # --- ground truth ------------------------------------------------------------------------------
 
 def _suite_params():
-    return [pytest.param(SAMPLE, id="sample"), pytest.param(SEED, id="seed", marks=[needs_shared, pytest.mark.shared])]
+    md_ok = pytest.mark.skipif(not (REPO.parent / "shared" / "corpora" / "markdown-zh" / "notes").is_dir(),
+                               reason="../shared/corpora/markdown-zh is not beside the repo")
+    return [pytest.param(SAMPLE, id="sample"), pytest.param(SEED, id="seed", marks=[needs_shared, pytest.mark.shared]),
+            pytest.param(SUITES / "markdown-zh.yaml", id="markdown-zh", marks=[md_ok, pytest.mark.shared])]
 
 
 @pytest.mark.parametrize("path", _suite_params())
