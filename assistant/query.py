@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from .answer import ThinkFilter, build_prompt, evidence, generate, is_refusal, prompt, question_language
+from .answer import ThinkFilter, build_prompt, evidence, extractive_answer, generate, is_refusal, prompt, question_language
 from .cite import Citation, cite
 from .errors import LLMUnavailableError, UserError
 from .retrieve import HybridRetriever, IndexSnapshot, Passage
