@@ -243,6 +243,7 @@ def ui(
     notes: Optional[Path] = Notes,
     llm: Optional[str] = LLMOpt,
     data_dir: Optional[Path] = DataDir,
+    chroma_url: Optional[str] = ChromaOpt,
 ):
     """The web chat: streaming answers, follow-ups, sources you can open and check."""
     creds = None
@@ -251,7 +252,7 @@ def ui(
         if not sep or not user or not password:
             _fail("--auth takes user:password (both non-empty)")
         creds = (user, password)
-    s = _settings(data_dir=data_dir, llm=llm, notes_dir=notes)
+    s = _settings(data_dir=data_dir, llm=llm, notes_dir=notes, chroma_url=chroma_url)
     from . import ui as web  # gradio is slow to import: only for this command
 
     for w in web.exposure_warnings(host, creds, share):

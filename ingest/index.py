@@ -119,6 +119,27 @@ def chroma_client(index_dir: Path, chroma_url: str | None = None):
     return chromadb.PersistentClient(path=str(index_dir / "chroma"), settings=cs)
 
 
+def release_chroma(index_dir: Path, chroma_url: str | None = None) -> None:
+    """Close this process's PersistentClient of the index (Chroma keeps one per path).
+
+    An ingest calls this before it lets go of the write lock: a client left open would be
+    a second opener of the store while the next ingest (maybe another process) writes,
+    and would later write from its stale in-memory state. Nothing to do for a server.
+    """
+    if chroma_url:
+        return
+    try:
+        from chromadb.api.client import SharedSystemClient
+
+        path = str(index_dir / "chroma")
+        system = SharedSystemClient._identifier_to_system.pop(path, None)
+        SharedSystemClient._identifier_to_refcount.pop(path, None)
+        if system is not None:
+            system.stop()
+    except Exception:  # noqa: BLE001 - private API of chromadb==1.5.9; closing is best effort
+        pass
+
+
 @contextmanager
 def chroma_errors(chroma_url: str | None):
     """Turn "the Chroma server is not there" into one line saying what to do."""

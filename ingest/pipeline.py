@@ -37,6 +37,7 @@ from .index import (
     load_snapshot_vectors,
     next_snapshot_name,
     prune_snapshots,
+    release_chroma,
     remember_notes_dir,
     write_snapshot,
 )
@@ -127,6 +128,7 @@ def run_ingest(settings: Any, notes_dir: Path, progress: Progress | None = None,
         with chroma_errors(settings.chroma_url):
             summary = _ingest_locked(settings, notes_dir, index_dir, model_id, progress, embedder, hook, rebuild)
     finally:
+        release_chroma(index_dir, settings.chroma_url)
         lock.release()
     remember_notes_dir(settings.data_dir, notes_dir)
     summary.seconds = round(time.perf_counter() - t0, 2)

@@ -126,7 +126,8 @@ def test_full_loop_through_a_chroma_server(tmp_path, server, notes):
     assert st["index"]["chunks"] == first["chunks"]
     assert f"holds {first['chunks']} for {first['chunks']} chunks" in st["index"]["vectors"], st["index"]
 
-    r = assistant(["ask", "What are Adam's default hyperparameters?", "--json", "--llm", "embedded", *url], data)
+    r = assistant(["ask", "What are Adam's default hyperparameters?", "--json", "--llm", "embedded", *url], data,
+                  NOTES_ASSISTANT_MAX_ANSWER_TOKENS="64")
     assert r.returncode == 0, r.stderr[-3000:]
     ans = json.loads(r.stdout)
     assert ans["answer"].strip() and ans["llm"].startswith("embedded")

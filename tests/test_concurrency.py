@@ -25,6 +25,7 @@ from _durability import MemoEmbedder, Proc, assert_index_equals_fresh, assert_on
     dump_index, fresh_index, release_chroma, write_note
 
 QUESTION = "Dropout 的概率 p 一般取多少？"
+SHORT = {"NOTES_ASSISTANT_MAX_ANSWER_TOKENS": "64"}  # answers long enough to check, short enough to be quick
 
 
 def _v1(notes: Path) -> None:
@@ -124,7 +125,7 @@ def test_search_and_ask_during_an_ingest_see_old_or_new_never_a_mix(tmp_path, fo
         stages["embedded-batch/search"] = _which(_locs(json.loads(r.stdout)), old, new)
         ing.step()
         ing.wait_for("paused at before-manifest")
-        r = assistant(["ask", QUESTION, "--json", "--llm", "embedded"], data)
+        r = assistant(["ask", QUESTION, "--json", "--llm", "embedded"], data, **SHORT)
         assert r.returncode == 0, r.stderr[-2000:]
         ans = json.loads(r.stdout)
         stages["before-manifest/ask"] = _which(_locs(ans["sources"]), old, new)
@@ -194,7 +195,7 @@ def test_second_ingest_while_one_runs_exits_with_one_line(tmp_path, folder, embe
 
 def test_two_ask_processes_at_once(folder):
     notes, data, _ = folder
-    procs = [Proc(["ask", q, "--json", "--llm", "embedded"], data)
+    procs = [Proc(["ask", q, "--json", "--llm", "embedded"], data, **SHORT)
              for q in (QUESTION, "Adam 的默认学习率是多少？")]
     results = [p.finish(timeout=300) for p in procs]
     for (rc, out, err), want in zip(results, ("reg/dropout.md", "opt/adam.md")):

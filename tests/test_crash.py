@@ -111,7 +111,7 @@ def test_kill_at_every_write_stage_then_reingest_gives_a_clean_index(tmp_path, m
     for step, (stage, new) in enumerate(plan):
         if new or step:
             change_folder(notes, step, new)
-        delay = None if stage else round(rng.uniform(0.3, 1.0) * last_run, 2)
+        delay = None if stage else round(rng.uniform(0.25, 0.7) * last_run, 2)
         info = run_killed(notes, data, stage, delay)
         assert info["rc"] == -9 or info["finished_before_kill"], info
         after_kill = dump_index(data, notes)
