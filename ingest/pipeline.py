@@ -46,6 +46,7 @@ from .load import DecodeError, read_note, walk
 from .split import split_text
 
 EMBED_BATCH = 32
+SPLITTER_VERSION = 2
 WRITE_BATCH = 256
 
 
@@ -406,7 +407,8 @@ def _unchanged_run(settings, notes_dir: Path, index_dir: Path, old: Manifest | N
 
 def split_options(settings) -> dict[str, Any]:
     """Options besides chunk_chars that change the chunks or what is embedded."""
-    return {"embed_headings": bool(getattr(settings, "embed_headings", True))}
+    # SPLITTER_VERSION changes when split.py's rules change, so an upgrade re-splits
+    return {"embed_headings": bool(getattr(settings, "embed_headings", True)), "splitter": SPLITTER_VERSION}
 
 
 def _all_ids(col) -> list[str]:
