@@ -580,8 +580,7 @@ def run_suite(suite: Suite, settings: Any, *, notes_dir: Path | None = None, com
 
     progress.start(len(cases) * (2 if naive else 1), "grading")
     out_cases: list[dict[str, Any]] = []
-    rows: list[tuple[Case, dict]] = []
-    naive_rows: list[tuple[Case, dict]] = []
+    interrupted = False
     try:
         for case in cases:
             ans = qa.ask(case.question)
@@ -589,7 +588,6 @@ def run_suite(suite: Suite, settings: Any, *, notes_dir: Path | None = None, com
             g = grade(case, result, notes)
             if judge_llm is not None and case.answerable and not result["refused"]:
                 g["judge"] = _judge(judge_llm, case, result)
-            rows.append((case, g))
             entry = {"id": case.id, "question": case.question, "kind": case.kind,
                      "expected_sources": case.sources, "must_include": case.must_include,
                      "must_not_include": case.must_not_include, "reference_answer": case.answer,
@@ -601,12 +599,18 @@ def run_suite(suite: Suite, settings: Any, *, notes_dir: Path | None = None, com
                 ng = grade(case, nres, notes)
                 if judge_llm is not None and case.answerable and not nres["refused"]:
                     ng["judge"] = _judge(judge_llm, case, nres)
-                naive_rows.append((case, ng))
                 entry["naive"] = {"result": nres, "grades": ng}
                 progress.step(f"{case.id} (naive) {nres['timings_ms'].get('total', 0) / 1000:.1f} s")
-            out_cases.append(entry)
+            out_cases.append(entry)  # only whole cases: an interrupted run reports what it finished
+    except KeyboardInterrupt:
+        interrupted = True
     finally:
         progress.stop()
+    by_id = {c.id: c for c in cases}
+    rows = [(by_id[e["id"]], e["grades"]) for e in out_cases]
+    naive_rows = [(by_id[e["id"]], e["naive"]["grades"]) for e in out_cases if "naive" in e]
+    if interrupted and not out_cases:
+        raise KeyboardInterrupt
 
     report: dict[str, Any] = {
         "suite": str(suite.path), "notes_dir": str(notes_path), "started": started.isoformat(timespec="seconds"),
@@ -615,6 +619,8 @@ def run_suite(suite: Suite, settings: Any, *, notes_dir: Path | None = None, com
         "thresholds": suite.thresholds, "tolerance": suite.tolerance,
         "metrics": metrics_by_kind(rows), "cases": out_cases,
     }
+    if interrupted:
+        report["interrupted"] = f"stopped after {len(out_cases)} of {len(cases)} cases"
     if warnings:
         report["warnings"] = warnings
     if judge:
@@ -628,6 +634,8 @@ def gate(report: dict[str, Any], suite: Suite, baseline: dict[str, Any] | None =
          baseline_path: str | None = None) -> dict[str, Any]:
     overall = report["metrics"]["overall"]
     failures = check_thresholds(overall, suite.thresholds)
+    if report.get("interrupted"):
+        failures.insert(0, f"the run was interrupted: {report['interrupted']}")
     worse: list[dict] = []
     if baseline is not None:
         failures += compare_baseline(overall, baseline["metrics"]["overall"], suite.tolerance)
@@ -756,6 +764,8 @@ def markdown(report: dict[str, Any]) -> str:
     lines.append("- settings: " + ", ".join(f"{k}={v}" for k, v in report["config"].items() if k != "llm"))
     if report.get("limit"):
         lines.append(f"- first {report['limit']} cases only (--limit)")
+    if report.get("interrupted"):
+        lines.append(f"- **interrupted**: {report['interrupted']}")
     if report.get("naive"):
         lines.append(f"- naive pipeline: {report['naive']['description']}")
         lines.append("- cells read `ours / naive`")
@@ -835,8 +845,18 @@ def main(settings: Any, suite_path: Path, *, notes: Path | None = None, baseline
     """The `assistant eval` command; returns the exit status (0 pass, 1 gate failed)."""
     from rich.console import Console
 
+    import signal
+
     suite = load_suite(suite_path)
     base = load_baseline(baseline) if baseline else None
+
+    def _stop(signum, frame):  # a CI timeout or `kill`: still write what is graded so far
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, _stop)
+    except ValueError:  # not the main thread
+        pass
     err = Console(stderr=True, highlight=False)
     progress = None if as_json else RichProgress(err)
     ingest_progress = None if as_json else _IngestProgress(err)
