@@ -71,7 +71,7 @@ def evidence(question: str, passages: Sequence[Passage], settings: Any, lang: st
         return Evidence(True, overlap, sim, "question terms found in the notes")
     if overlap >= settings.min_overlap_weak and sim >= need_sim:
         return Evidence(True, overlap, sim, "some question terms found in close passages")
-    if cross and sim >= settings.min_similarity_en:
+    if cross and overlap > 0 and sim >= settings.min_similarity_en:
         return Evidence(True, overlap, sim, "a close passage in the other language")
     return Evidence(False, overlap, sim, f"term overlap {overlap:.2f}, similarity {sim:.3f}: "
                                          f"too little of the question is in the notes")

@@ -97,9 +97,12 @@ def _best_quote(answer_sentence: str, chunk_text: str) -> str:
     if not spans:
         return chunk_text.strip()
     best, best_s = None, -1.0
+    numbers = set(re.findall(r"\d+(?:\.\d+)?", answer_sentence))
     for s, e in spans:
         piece = chunk_text[s:e].strip()
         sc = support(answer_sentence, piece) if piece else -1
+        if piece and numbers:  # a stated number is the strongest sign of where a claim comes from
+            sc += len(numbers & set(re.findall(r"\d+(?:\.\d+)?", piece))) / len(numbers)
         if sc > best_s:
             best, best_s = piece, sc
     return best or chunk_text.strip()
