@@ -20,11 +20,19 @@ _CJK = re.compile(r"[\u3400-\u9fff]")
 _ASCII_WORD = re.compile(r"[A-Za-z]+")
 
 
+def _language(text: str, neither: str) -> str:
+    """``zh`` when CJK characters are at least as many as English words, else ``en``;
+    ``neither`` when the text has no letters of either kind."""
+    cjk = len(_CJK.findall(text))
+    words = len(_ASCII_WORD.findall(text))
+    if not cjk and not words:
+        return neither
+    return "zh" if cjk >= words else "en"
+
+
 def question_language(question: str) -> str:
     """``zh`` when the question is mostly Chinese, else ``en``."""
-    cjk = len(_CJK.findall(question))
-    words = len(_ASCII_WORD.findall(question))
-    return "zh" if cjk and cjk >= words else "en"
+    return _language(question, "en")
 
 
 @lru_cache(maxsize=64)
@@ -78,9 +86,7 @@ def evidence(question: str, passages: Sequence[Passage], settings: Any, lang: st
 
 
 def passage_language(text: str) -> str:
-    cjk = len(_CJK.findall(text))
-    words = len(_ASCII_WORD.findall(text))
-    return "zh" if cjk >= words else "en"
+    return _language(text, "zh")
 
 
 def extractive_answer(question: str, passages: Sequence[Passage], lang: str) -> tuple[str, int] | None:
@@ -129,6 +135,19 @@ def _passage_block(n: int, p: Passage, limit: int) -> str:
     return f"[{n}] {head}{body}"
 
 
+def _shares(sizes: list[int], budget: int) -> list[int]:
+    """Characters each passage may use: all of it when everything fits; else the short ones
+    whole and the long ones an equal share of what is left (a merged passage may be long)."""
+    out = [0] * len(sizes)
+    left = budget
+    order = sorted(range(len(sizes)), key=sizes.__getitem__)
+    for k, i in enumerate(order):
+        share = max(160, left // (len(sizes) - k))
+        out[i] = min(sizes[i], share)
+        left -= out[i]
+    return out
+
+
 def build_prompt(question: str, passages: Sequence[Passage], settings: Any, lang: str,
                  count_tokens: Callable[[str], int], context_window: int) -> PromptPlan:
     from llama_index.core.llms import ChatMessage, MessageRole
@@ -140,12 +159,8 @@ def build_prompt(question: str, passages: Sequence[Passage], settings: Any, lang
     system = prompt(settings, "system", lang).strip()
 
     def render(ps: list[Passage]) -> tuple[str, int]:
-        blocks, left = [], budget
-        for i, p in enumerate(ps):
-            share = max(160, left // max(1, len(ps) - i))
-            block = _passage_block(i + 1, p, share)
-            left -= len(block)
-            blocks.append(block)
+        shares = _shares([len((p.chunk.clean or p.chunk.text).strip()) for p in ps], budget)
+        blocks = [_passage_block(i + 1, p, share) for i, (p, share) in enumerate(zip(ps, shares))]
         user = template.format(context="\n\n".join(blocks), question=question.strip())
         return user, count_tokens(system) + count_tokens(user) + count_tokens(example) + 24
 
@@ -162,7 +177,6 @@ def build_prompt(question: str, passages: Sequence[Passage], settings: Any, lang
     messages = [ChatMessage(role=MessageRole.SYSTEM, content=system)]
     # one worked example as a previous turn: small models follow a demonstration far
     # better than instructions alone (measured on the 0.5B model)
-    example = prompt(settings, "example", lang)
     if "===" in example:
         ex_user, ex_answer = (x.strip() for x in example.split("===", 1))
         messages += [ChatMessage(role=MessageRole.USER, content=ex_user),

@@ -140,9 +140,11 @@ def _write_stamp(stamp: Path, target: Path, spec: GGUFSpec) -> None:
 
 # --- embeddings ----------------------------------------------------------------------
 
+E5_NAMES = ("e5", "embedded", "multilingual-e5-small")  # what --embed accepts for the bundled model
+
 def make_embedder(choice: str, settings: Any = None):
     """The embedding model named by ``choice`` (``e5`` or ``ollama:MODEL``)."""
-    if choice in ("e5", "embedded", "multilingual-e5-small"):
+    if choice in E5_NAMES:
         from .embeddings import E5Embedding
 
         return E5Embedding()
@@ -155,6 +157,6 @@ def make_embedder(choice: str, settings: Any = None):
 
 def embedder_id(choice: str) -> str:
     """The name an index records for the model that built it."""
-    if choice in ("e5", "embedded", "multilingual-e5-small"):
+    if choice in E5_NAMES:
         return "e5:multilingual-e5-small-q4"
     return choice

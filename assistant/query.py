@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from .answer import ThinkFilter, build_prompt, evidence, extractive_answer, generate, is_refusal, prompt, question_language
 from .cite import Citation, cite
+from .context import prompt_passages
 from .errors import LLMUnavailableError, UserError
 from .retrieve import HybridRetriever, IndexSnapshot, Passage
 
@@ -165,7 +166,8 @@ class NotesAssistant:
             timings["total"] = int((time.perf_counter() - t0) * 1000)
             return Answer(question, "", [], passages, False, None, timings, [], error=str(exc),
                           standalone_question=standalone)
-        plan = build_prompt(q if lang == question_language(q) else question, passages, self.settings, lang,
+        context = prompt_passages(passages, self.snapshot.sections, self.settings, q)
+        plan = build_prompt(q if lang == question_language(q) else question, context, self.settings, lang,
                             loaded.count_tokens, loaded.context_window)
         if plan.dropped_for_window:
             warnings.append(f"{plan.dropped_for_window} lower-ranked passage(s) left out to fit the "

@@ -32,7 +32,7 @@ from ingest.index import (
     load_snapshot_chunks,
     load_snapshot_vectors,
 )
-from ingest.keywords import tokenize
+from ingest.keywords import char_ngrams, tokenize
 
 from .errors import IndexMismatchError, NoIndexError
 
@@ -74,6 +74,7 @@ class IndexSnapshot:
             raise NoIndexError(f"{exc}: run `assistant ingest --rebuild {self.notes_dir}`") from None
         self.by_id = {c.id: c for c in self.chunks}
         self._bm25 = None
+        self._bm25_chars = None
         self._collection = None
         self._vectors: Any = False  # not normalised yet
         # opened now (a memory map): the file stays readable even if a later ingest prunes it
@@ -90,6 +91,7 @@ class IndexSnapshot:
                                        f"run `assistant ingest --rebuild {self.notes_dir}`")
         self._embedder = None
         self._dupes: dict[str, list[StoredChunk]] | None = None
+        self._sections = None
         self._lock = threading.Lock()
 
     def is_stale(self) -> bool:
@@ -100,20 +102,35 @@ class IndexSnapshot:
 
     @property
     def bm25(self):
+        """The word index (jieba words and English words)."""
         with self._lock:
             if self._bm25 is None and self.chunks:
-                import bm25s
-
-                path = self.index_dir / "snapshots" / self.manifest.snapshot / "bm25"
-                try:
-                    self._bm25 = bm25s.BM25.load(str(path), mmap=False, show_progress=False)
-                except Exception as exc:  # a torn or deleted file: rebuild from the chunks we hold
-                    import logging
-
-                    logging.getLogger(__name__).warning("BM25 index unreadable (%s); rebuilding in memory", exc)
-                    self._bm25 = bm25s.BM25()
-                    self._bm25.index([c.tokens or ["\x00"] for c in self.chunks], show_progress=False)
+                self._bm25 = self._load_bm25("bm25", lambda: [c.tokens or ["\x00"] for c in self.chunks])
             return self._bm25
+
+    @property
+    def bm25_chars(self):
+        """The Chinese character n-gram index."""
+        with self._lock:
+            if self._bm25_chars is None and self.chunks:
+                from ingest.index import CHARS_BM25, char_index_tokens
+
+                self._bm25_chars = self._load_bm25(CHARS_BM25, lambda: char_index_tokens(self.chunks))
+            return self._bm25_chars
+
+    def _load_bm25(self, name: str, documents):
+        import bm25s
+
+        path = self.index_dir / "snapshots" / self.manifest.snapshot / name
+        try:
+            return bm25s.BM25.load(str(path), mmap=False, show_progress=False)
+        except Exception as exc:  # torn, deleted, or older than this index kind: rebuild from the chunks we hold
+            import logging
+
+            logging.getLogger(__name__).warning("keyword index %s unreadable (%s); rebuilding in memory", name, exc)
+            bm = bm25s.BM25()
+            bm.index(documents(), show_progress=False)
+            return bm
 
     @property
     def collection(self):
@@ -152,6 +169,16 @@ class IndexSnapshot:
             self._embedder = make_embedder(self.settings.embed, self.settings)
         return self._embedder
 
+    @property
+    def sections(self):
+        """Each chunk's neighbours in its file (for merging adjacent chunks in the prompt)."""
+        with self._lock:
+            if self._sections is None:
+                from .context import SectionIndex
+
+                self._sections = SectionIndex(self.chunks)
+            return self._sections
+
     def duplicates_of(self, c: StoredChunk) -> list[StoredChunk]:
         """Other chunks whose text is the same passage (a note copied into several files)."""
         if self._dupes is None:
@@ -186,16 +213,19 @@ class IndexSnapshot:
 
 
 class KeywordRetriever(BaseRetriever):
-    """BM25 over jieba + English word tokens, from the snapshot's bm25s index."""
+    """BM25 over jieba + English word tokens, from the snapshot's bm25s index; with
+    ``chars=True``, over Chinese character n-grams instead (see ``ingest.keywords.char_ngrams``)."""
 
-    def __init__(self, snap: IndexSnapshot, top_k: int = 30):
+    def __init__(self, snap: IndexSnapshot, top_k: int = 30, chars: bool = False):
         super().__init__()
         self.snap = snap
         self.top_k = top_k
+        self.chars = chars
+        self.tokenize = char_ngrams if chars else tokenize
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        tokens = tokenize(query_bundle.query_str)
-        bm = self.snap.bm25
+        tokens = self.tokenize(query_bundle.query_str)
+        bm = self.snap.bm25_chars if self.chars else self.snap.bm25
         if bm is None or not tokens:
             return []
         known = [t for t in tokens if t in bm.vocab_dict]
@@ -312,13 +342,16 @@ class HybridRetriever(BaseRetriever):
         n = settings.candidates
         self.dense = DenseRetriever(snap, n)
         self.keyword = KeywordRetriever(snap, n)
+        self.chars = KeywordRetriever(snap, n, chars=True)
 
     def search(self, query: str, top_k: int | None = None) -> list[Passage]:
         k = top_k or self.top_k
         bundle = QueryBundle(query)
-        dense = self.dense.retrieve(bundle) if self.settings.vector_weight > 0 else []
-        kw = self.keyword.retrieve(bundle) if self.settings.keyword_weight > 0 else []
-        return fuse(self.snap, dense, kw, self.settings, k, query)
+        s = self.settings
+        ranked = {name: (r.retrieve(bundle), w) for name, r, w in (
+            ("dense", self.dense, s.vector_weight), ("words", self.keyword, s.keyword_weight),
+            ("chars", self.chars, s.char_weight)) if w > 0}
+        return fuse(self.snap, ranked, s, k, query)
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         return [_node(p.chunk, p.score) for p in self.search(query_bundle.query_str)]
@@ -333,29 +366,54 @@ def asks_about_code(query: str) -> bool:
     return bool(_CODE_WORDS.search(query or ""))
 
 
-def fuse(snap: IndexSnapshot, dense: list[NodeWithScore], kw: list[NodeWithScore], settings: Any,
+_QUESTION_END = re.compile(r"[？?](?=\s|$|[）)\"”])")
+_SENTENCE_END = re.compile(r"[。！!；;]|[？?](?=\s|$|[）)\"”])|\.(?=\s|$)")
+
+
+_EXERCISE_HEADING = re.compile(r"^\W*(练习|习题|思考题|课后题|作业|讨论题|exercises?|problems?|questions?|homework)"
+                               r"\W*$", re.I)
+
+
+def is_question_list(text: str) -> bool:
+    """Text that is mostly questions (an exercise list, a FAQ's prompts)."""
+    questions = len(_QUESTION_END.findall(text))
+    return questions >= 2 and questions >= 0.5 * len(_SENTENCE_END.findall(text))
+
+
+def is_exercise(c: StoredChunk) -> bool:
+    """A passage of questions for the reader: an exercise section or a list of questions.
+    It shares the user's words (both are questions) but holds no answer."""
+    if c.heading and _EXERCISE_HEADING.match(c.heading[-1]):
+        return True
+    return is_question_list(c.clean or c.text)
+
+
+def fuse(snap: IndexSnapshot, ranked: dict[str, tuple[list[NodeWithScore], float]], settings: Any,
          k: int, query: str = "") -> list[Passage]:
+    """Weighted reciprocal-rank fusion of ranked lists, ``{name: (hits, weight)}``. The
+    ``dense`` list's scores (cosine) and the ``words`` list's (BM25) are kept on each passage."""
     rrf_k = settings.rrf_k
     scores: dict[str, float] = {}
-    sim: dict[str, float] = {}
-    kws: dict[str, float] = {}
-    for rank, h in enumerate(dense):
-        scores[h.node.node_id] = scores.get(h.node.node_id, 0.0) + settings.vector_weight / (rrf_k + rank + 1)
-        sim[h.node.node_id] = float(h.score)
-    for rank, h in enumerate(kw):
-        scores[h.node.node_id] = scores.get(h.node.node_id, 0.0) + settings.keyword_weight / (rrf_k + rank + 1)
-        kws[h.node.node_id] = float(h.score)
-    best = (settings.vector_weight + settings.keyword_weight) / (rrf_k + 1)
+    for hits, weight in ranked.values():
+        for rank, h in enumerate(hits):
+            scores[h.node.node_id] = scores.get(h.node.node_id, 0.0) + weight / (rrf_k + rank + 1)
+    sim = {h.node.node_id: float(h.score) for h in ranked.get("dense", ([], 0))[0]}
+    kws = {h.node.node_id: float(h.score) for h in ranked.get("words", ([], 0))[0]}
+    best = sum(w for _, w in ranked.values()) / (rrf_k + 1) if ranked else 1.0
     if settings.code_penalty != 1.0 and not asks_about_code(query):
         # code listings share many terms with the prose around them; unless the question
         # is about code they should not push prose out of the results
         for cid in scores:
             if snap.by_id[cid].kind == "code":
                 scores[cid] *= settings.code_penalty
-    ranked = sorted(scores, key=lambda i: -scores[i])
+    if settings.question_penalty != 1.0:
+        for cid in scores:
+            if is_exercise(snap.by_id[cid]):
+                scores[cid] *= settings.question_penalty
+    order = sorted(scores, key=lambda i: -scores[i])
     out: list[Passage] = []
     by_text: dict[str, Passage] = {}
-    for cid in ranked:
+    for cid in order:
         c = snap.by_id[cid]
         key = _norm_text(c.clean or c.text)
         if key in by_text:  # the same passage in another file: one entry, every file listed

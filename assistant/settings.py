@@ -60,11 +60,19 @@ class Settings(BaseSettings):
     top_k: int = Field(default=5, ge=1, le=50, description="Sources shown")
     prompt_passages: int = Field(default=4, ge=1, le=20, description="Passages given to the LLM")
     prompt_chars: int = Field(default=2400, ge=200, description="Budget of passage characters in the prompt")
+    merge_chars: int = Field(default=1200, ge=0, description="Adjacent chunks of one section are merged into one "
+                             "prompt passage up to this size; 0 = never")
+    expand_passages: int = Field(default=1, ge=0, le=20, description="The best N prompt passages get their "
+                                 "section neighbours while the budget allows")
     vector_weight: float = Field(default=1.0, ge=0)
     keyword_weight: float = Field(default=1.0, ge=0)
+    char_weight: float = Field(default=0.25, ge=0, description="Weight of the Chinese character n-gram index "
+                               "in the fusion (it catches what word segmentation misses)")
     rrf_k: int = Field(default=60, ge=1)
     code_penalty: float = Field(default=0.5, ge=0, le=1, description="Fused-score factor for code chunks "
                                 "when the question is not about code")
+    question_penalty: float = Field(default=0.5, ge=0, le=1, description="Fused-score factor for passages "
+                                    "that are mostly questions (exercise lists)")
     candidates: int = Field(default=30, ge=5, description="Hits taken from each retriever before fusion")
     # the evidence gate (measured on held-apart questions: e5 similarities of off-topic
     # Chinese questions reach 0.85, so similarity alone cannot gate; term overlap can)

@@ -178,6 +178,13 @@ def check(value: float, target: float, higher_is_better: bool) -> dict[str, Any]
             "met": bool(ok), "direction": ">=" if higher_is_better else "<="}
 
 
+def load_line(start: dict[str, Any], result: dict[str, Any], width: int) -> str:
+    """The closing line every benchmark prints: how busy the machine was while it ran."""
+    label = "load average at start/end"
+    return (f"  {label:<{width}}{start['load_average_at_start']} / {result['load_average_at_end']} "
+            f"({start['cpus']} CPUs)")
+
+
 def emit(result: dict[str, Any], as_json: bool, lines: list[str]) -> None:
     if as_json:
         print(json.dumps(result, ensure_ascii=False, indent=2))

@@ -29,15 +29,24 @@ CHUNKING = [
     {"chunk_chars": 800, "embed_headings": True},
     {"chunk_chars": 400, "embed_headings": False},
 ]
+DEFAULT_FUSION = {"vector_weight": 1.0, "keyword_weight": 1.0, "char_weight": 0.25, "code_penalty": 0.5,
+                  "question_penalty": 0.5}
+# each variant changes the default in the named way
 FUSION = [
-    {"name": "rrf 1:1, code x0.5 (default)", "vector_weight": 1.0, "keyword_weight": 1.0, "code_penalty": 0.5},
-    {"name": "rrf 1:1, code x1", "vector_weight": 1.0, "keyword_weight": 1.0, "code_penalty": 1.0},
-    {"name": "rrf 1:1, code x0.2", "vector_weight": 1.0, "keyword_weight": 1.0, "code_penalty": 0.2},
-    {"name": "rrf 1:0.5", "vector_weight": 1.0, "keyword_weight": 0.5, "code_penalty": 0.5},
-    {"name": "rrf 0.5:1", "vector_weight": 0.5, "keyword_weight": 1.0, "code_penalty": 0.5},
-    {"name": "dense only", "vector_weight": 1.0, "keyword_weight": 0.0, "code_penalty": 0.5},
-    {"name": "keyword only", "vector_weight": 0.0, "keyword_weight": 1.0, "code_penalty": 0.5},
+    {"name": "dense 1, words 1, chars 0.25 (default)"},
+    {"name": "no character list", "char_weight": 0.0},
+    {"name": "chars 0.5", "char_weight": 0.5},
+    {"name": "chars 1", "char_weight": 1.0},
+    {"name": "no exercise penalty", "question_penalty": 1.0},
+    {"name": "no code penalty", "code_penalty": 1.0},
+    {"name": "code x0.2", "code_penalty": 0.2},
+    {"name": "dense 1, words 0.5", "keyword_weight": 0.5},
+    {"name": "dense 0.5, words 1", "vector_weight": 0.5},
+    {"name": "dense only", "keyword_weight": 0.0, "char_weight": 0.0},
+    {"name": "words only", "vector_weight": 0.0, "char_weight": 0.0},
+    {"name": "words + chars (no dense)", "vector_weight": 0.0},
 ]
+CUTOFFS = (1, 3, 5, 10)  # hit@k at each: what a prompt of k passages could hold
 
 
 def load_cases(suite: Path):
@@ -54,34 +63,37 @@ def lang_of(q: str) -> str:
 
 
 def grade(ranked_files: list[list[str]], expected: set[str]) -> tuple[float, float, float]:
-    rank = None
-    for i, files in enumerate(ranked_files):
-        if expected & set(files):
-            rank = i + 1
-            break
+    """(hit@1, hit@5, reciprocal rank) of the first result that names an expected file."""
+    rank = first_rank(ranked_files, expected)
     return (1.0 if rank == 1 else 0.0, 1.0 if rank and rank <= 5 else 0.0, 1.0 / rank if rank else 0.0)
 
 
+def first_rank(ranked_files: list[list[str]], expected: set[str]) -> int | None:
+    for i, files in enumerate(ranked_files):
+        if expected & set(files):
+            return i + 1
+    return None
+
+
 def measure(qa, cases, rewrite=None) -> dict:
-    rows = {"all": [], "zh": [], "en": []}
+    rows: dict[str, list[int | None]] = {"all": [], "zh": [], "en": []}
     secs = []
     for c in cases:
         q = c["question"]
         t = time.perf_counter()
         if rewrite:
             q = rewrite(q)
-        ps = qa.search(q, top_k=5)
+        ps = qa.search(q, top_k=max(CUTOFFS))
         secs.append(time.perf_counter() - t)
-        ranked = [[l.file for l in p.locations] for p in ps]
-        g = grade(ranked, set(c["sources"]))
-        rows["all"].append(g)
-        rows[lang_of(c["question"])].append(g)
+        rank = first_rank([[l.file for l in p.locations] for p in ps], set(c["sources"]))
+        rows["all"].append(rank)
+        rows[lang_of(c["question"])].append(rank)
     out = {}
-    for k, gs in rows.items():
-        if gs:
-            out[k] = {"n": len(gs), "hit@1": round(statistics.mean(g[0] for g in gs), 3),
-                      "hit@5": round(statistics.mean(g[1] for g in gs), 3),
-                      "mrr": round(statistics.mean(g[2] for g in gs), 3)}
+    for k, ranks in rows.items():
+        if ranks:
+            out[k] = {"n": len(ranks), **{f"hit@{n}": round(statistics.mean(1.0 if r and r <= n else 0.0
+                                                                          for r in ranks), 3) for n in CUTOFFS},
+                      "mrr": round(statistics.mean(1.0 / r if r else 0.0 for r in ranks), 3)}
     out["seconds_per_question"] = round(statistics.mean(secs), 3)
     return out
 
@@ -113,7 +125,8 @@ def main() -> int:
             ingest_s = time.perf_counter() - t
             fusions = FUSION if ch == CHUNKING[0] else FUSION[:1]
             for fu in fusions:
-                s2 = load_settings(data_dir=data_dir, **ch, **{k: v for k, v in fu.items() if k != "name"})
+                s2 = load_settings(data_dir=data_dir, **ch, **{**DEFAULT_FUSION, **{k: v for k, v in fu.items()
+                                                                                     if k != "name"}})
                 qa = NotesAssistant(s2, notes_dir=notes)
                 r = measure(qa, cases)
                 row = {"suite": suite.name, "chunk_chars": ch["chunk_chars"], "headings": ch["embed_headings"],
@@ -151,7 +164,8 @@ def _rewriter(qa):
 def _fmt(r: dict) -> str:
     a, zh, en = r.get("all", {}), r.get("zh", {}), r.get("en", {})
     return (f"{r['suite']:<20} chunk={r['chunk_chars']:<4} head={'on ' if r['headings'] else 'off'} "
-            f"{r['fusion']:<30} all h@1 {a.get('hit@1')} h@5 {a.get('hit@5')} mrr {a.get('mrr')} | "
+            f"{r['fusion']:<40} all h@1 {a.get('hit@1')} h@3 {a.get('hit@3')} h@5 {a.get('hit@5')} "
+            f"h@10 {a.get('hit@10')} mrr {a.get('mrr')} | "
             f"zh h@5 {zh.get('hit@5')} mrr {zh.get('mrr')} | en h@5 {en.get('hit@5')} mrr {en.get('mrr')} | "
             f"{r['seconds_per_question']:.2f}s/q chunks {r['chunks']}")
 

@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import (REPO, SEED_NOTES, check, emit, fmt_check, load_average, log, machine, median, peak_rss_mb,
+from _common import (load_line, REPO, SEED_NOTES, check, emit, fmt_check, load_average, log, machine, median, peak_rss_mb,
                      percentile)
 
 TARGET_FIRST_TOKEN_S = 2.0
@@ -180,8 +180,7 @@ def main(argv=None) -> int:
                       f"first token {x['first_token_s']} s, total {x['total_s']} s, wall {x['wall_s']} s" for x in cli),
                   fmt_check("peak RSS of `assistant ask`", result["peak_rss"], " MB")]
     lines += [f"  peak RSS of this process         {result['in_process_peak_rss_mb']} MB",
-              f"  load average at start/end        {start['load_average_at_start']} / {result['load_average_at_end']} "
-              f"({start['cpus']} CPUs)"]
+              load_line(start, result, 33)]
     emit(result, a.json, lines)
     return 0
 

@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import (REPO, SEED_NOTES, check, emit, fmt_check, load_average, log, machine, make_notes_folder, median,
+from _common import (load_line, REPO, SEED_NOTES, check, emit, fmt_check, load_average, log, machine, make_notes_folder, median,
                      seed_sentences)
 
 TARGET = 0.85
@@ -141,8 +141,7 @@ def main(argv=None) -> int:
     if a.cli:
         lines += [f"  `assistant ingest` process   {result['cli_seconds']:.2f} s (imports + model load included)",
                   fmt_check("ratio CLI/model", result["cli_ratio"])]
-    lines.append(f"  load average at start/end    {start['load_average_at_start']} / {result['load_average_at_end']} "
-                 f"({start['cpus']} CPUs)")
+    lines.append(load_line(start, result, 29))
     if profile_text:
         lines += ["", profile_text]
     emit(result, a.json, lines)

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import (REPO, SEED_NOTES, DerivedEmbedder, check, emit, fmt_check, load_average, log, machine,
+from _common import (load_line, REPO, SEED_NOTES, DerivedEmbedder, check, emit, fmt_check, load_average, log, machine,
                      make_notes_folder, median, seed_sentences)
 
 TARGET_S = 3.0
@@ -95,8 +95,7 @@ def main(argv=None) -> int:
              f"  `assistant --help` startup     {startup:.2f} s (part of the CLI figure)",
              f"  runs: CLI {result['cli_seconds']}  in-process {result['in_process_seconds']}",
              f"  setup vectors: {result['vectors']}",
-             f"  load average at start/end      {start['load_average_at_start']} / {result['load_average_at_end']} "
-             f"({start['cpus']} CPUs)"]
+             load_line(start, result, 31)]
     emit(result, a.json, lines)
     return 0
 

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import (SEED_NOTES, DerivedEmbedder, check, emit, fmt_check, load_average, log, machine,
+from _common import (load_line, SEED_NOTES, DerivedEmbedder, check, emit, fmt_check, load_average, log, machine,
                      make_notes_folder, percentile, seed_sentences)
 
 TARGET_P50_MS, TARGET_P95_MS = 50.0, 150.0
@@ -140,8 +140,7 @@ def main(argv=None) -> int:
                      f"{'':>18}{m['vectors']}")
     lines += [f"  targets at {biggest['chunks']} chunks:", fmt_check("p50", result["p50"], " ms"),
               fmt_check("p95", result["p95"], " ms"),
-              f"  load average at start/end {start['load_average_at_start']} / {result['load_average_at_end']} "
-              f"({start['cpus']} CPUs)"]
+              load_line(start, result, 26)]
     if biggest["size"] < 100000:
         lines.append(f"  note: the issue's targets are for 100k chunks; this run's largest is {biggest['size']}")
     emit(result, a.json, lines)

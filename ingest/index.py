@@ -3,7 +3,8 @@
 Layout under ``<data_dir>/indexes/<folder-name>-<hash>/``::
 
     chroma/              PersistentClient data (unless a Chroma server is used)
-    snapshots/gen-N/     chunks.json (every chunk + its tokens), bm25/ (bm25s) and vectors.npy
+    snapshots/gen-N/     chunks.json (every chunk + its tokens), bm25/ (bm25s over words),
+                         bm25-chars/ (over Chinese character n-grams) and vectors.npy
                          (the chunks' embeddings, row by row: local readers never open Chroma)
     manifest.json        files -> size, mtime, sha256, chunk ids; the live snapshot;
                          the embedding model; written last, atomically
@@ -89,6 +90,12 @@ class StoredChunk:
     @property
     def heading_path(self) -> str:
         return " > ".join(self.heading)
+
+    @property
+    def index_text(self) -> str:
+        """The text that is embedded and keyword-indexed (heading path first, when on)."""
+        body = self.clean or self.text
+        return f"{self.heading_path}\n{body}" if self.heading and self.embed_headings else body
 
     @property
     def embed_text(self) -> str:
@@ -206,6 +213,16 @@ class CorruptIndexError(Exception):
     pass
 
 
+CHARS_BM25 = "bm25-chars"
+
+
+def char_index_tokens(chunks: list[StoredChunk]) -> list[list[str]]:
+    """The character index's documents (see :func:`ingest.keywords.char_ngrams`)."""
+    from .keywords import char_ngrams
+
+    return [char_ngrams(c.index_text) or ["\x00"] for c in chunks]
+
+
 def write_snapshot(index_dir: Path, chunks: list[StoredChunk], name: str, vectors=None) -> None:
     """Write chunks + BM25 (+ the chunks' vectors) into ``snapshots/<name>`` (a new folder, never in place).
 
@@ -229,6 +246,9 @@ def write_snapshot(index_dir: Path, chunks: list[StoredChunk], name: str, vector
         bm = bm25s.BM25()
         bm.index([c.tokens or ["\x00"] for c in chunks], show_progress=False)
         bm.save(str(tmp / "bm25"), show_progress=False)
+        chars = bm25s.BM25()
+        chars.index(char_index_tokens(chunks), show_progress=False)
+        chars.save(str(tmp / CHARS_BM25), show_progress=False)
     if vectors is not None:
         import numpy as np
 

@@ -41,12 +41,11 @@ from .index import (
     remember_notes_dir,
     write_snapshot,
 )
-from .keywords import tokenize
 from .load import DecodeError, read_note, walk
 from .split import split_text
 
 EMBED_BATCH = 32
-SPLITTER_VERSION = 2
+SPLITTER_VERSION = 3
 WRITE_BATCH = 256
 
 

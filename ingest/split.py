@@ -31,7 +31,8 @@ _FENCE = re.compile(r"^\s*(`{3,}|~{3,})")
 _LAYOUT_LINE = re.compile(
     r"^\s*(:(label|width|height|begin_tab|end_tab|numref|eqlabel)[:`].*|!\[[^\]]*\]\([^)]*\)\s*(:width:`[^`]*`)?\s*|<!--.*-->)\s*$"
 )
-_INLINE_ROLE = re.compile(r":(numref|cite|ref|eqref|label|numref|width|citet|citep):`[^`]*`")
+_INLINE_ROLE = re.compile(r":(numref|ref|eqref|label|width):`[^`]*`")
+_CITE_ROLE = re.compile(r"[ \t]*:(cite|citet|citep):`([^`]*)`")
 _IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
 _LINK = re.compile(r"(?<!!)\[([^\]]+)\]\((?:[^)]*)\)")
 _WIKILINK = re.compile(r"\[\[([^\]|#]+)(?:#[^\]|]*)?(?:\|([^\]]+))?\]\]")
@@ -71,11 +72,26 @@ class Chunk:
         return hashlib.sha1(key.encode("utf-8")).hexdigest()[:20]
 
 
+def _cite_text(keys: str) -> str:
+    """A citation role as the authors and year it names (people ask "what did Bishop show?"):
+    ``Glorot.Bengio.2010`` -> ``(Glorot, Bengio 2010)``; ``ea`` (et al.) is dropped; a key
+    of another shape (``vaswani2017attention``) is kept as it is."""
+    out = []
+    for key in re.split(r"[,;\s]+", keys.strip()):
+        parts = [x for x in key.split(".") if x and x != "ea"]
+        if len(parts) >= 2 and parts[-1].isdigit():
+            out.append(", ".join(parts[:-1]) + " " + parts[-1])
+        elif key:
+            out.append(key)
+    return f" ({'; '.join(out)})" if out else ""
+
+
 def clean_markup(text: str) -> str:
     """Remove cross-reference and layout markup; keep link and wikilink text."""
     lines = [ln for ln in text.split("\n") if not _LAYOUT_LINE.match(ln)]
     out = "\n".join(lines)
     out = _INLINE_ROLE.sub("", out)
+    out = _CITE_ROLE.sub(lambda m: _cite_text(m.group(2)), out)
     out = _IMAGE.sub("", out)
     out = _WIKILINK.sub(lambda m: m.group(2) or m.group(1), out)
     out = _LINK.sub(r"\1", out)

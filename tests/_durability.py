@@ -41,6 +41,7 @@ if m is not None and m.snapshot:
     if chunks:
         import bm25s
         out["bm25_docs"] = int(bm25s.BM25.load(str(bm)).scores["num_docs"])
+        out["bm25_chars_docs"] = int(bm25s.BM25.load(str(bm) + "-chars").scores["num_docs"])
 if url or (idx / "chroma").exists():
     col = get_collection(chroma_client(idx, url), collection_name(idx, url))
     got = col.get(include=["documents", "metadatas", "embeddings"])
@@ -148,6 +149,7 @@ def assert_index_equals_fresh(state: dict, fresh: dict, notes: Path, what: str =
     assert snap == want, f"{what}: the live snapshot differs from a fresh ingest"
     assert chroma == want, f"{what}: Chroma's documents/metadata differ from a fresh ingest"
     assert state.get("bm25_docs", 0) == len(snap)
+    assert state.get("bm25_chars_docs", 0) == len(snap)
     # vectors: the snapshot's rows are Chroma's vectors of the same ids, and the model's vectors of the texts
     assert state["vectors"] is not None and len(state["vectors"]) == len(state["snapshot"])
     fresh_vec = {r[0]: v for r, v in zip(fresh["snapshot"], fresh["vectors"])}

@@ -157,7 +157,7 @@ def test_index_built_by_another_embedding_model(small_index):
     assert _search_ok(data, notes)[0]["file"] == "a.md"
 
 
-@pytest.mark.parametrize("victim", ["manifest.json", "chunks.json", "vectors.npy", "bm25"])
+@pytest.mark.parametrize("victim", ["manifest.json", "chunks.json", "vectors.npy", "bm25", "bm25-chars"])
 def test_corrupted_index_file(small_index, victim):
     """A truncated index file: search says to rebuild (or repairs itself), and a plain
     `assistant ingest` brings everything back without losing a chunk."""
@@ -167,15 +167,15 @@ def test_corrupted_index_file(small_index, victim):
     snap = idx / "snapshots" / m["snapshot"]
     if victim == "manifest.json":
         p = idx / "manifest.json"
-    elif victim == "bm25":
-        p = sorted((snap / "bm25").iterdir(), key=lambda x: -x.stat().st_size)[0]
+    elif victim.startswith("bm25"):
+        p = sorted((snap / victim).iterdir(), key=lambda x: -x.stat().st_size)[0]
     else:
         p = snap / victim
     data_bytes = p.read_bytes()
     p.write_bytes(data_bytes[: len(data_bytes) // 2])
 
     r = assistant(["search", "label smoothing", "--json"], data)
-    if victim == "bm25":  # rebuilt in memory from chunks.json: still answers, the same
+    if victim.startswith("bm25"):  # rebuilt in memory from chunks.json: still answers, the same
         assert r.returncode == 0 and json.loads(r.stdout) == want, r.stderr[-2000:]
     else:
         assert_one_line_error(r, "assistant ingest --rebuild")

@@ -320,3 +320,19 @@ def test_embed_text_carries_the_heading_path():
     assert c.heading == ["第一章", "示例"]
     assert c.embed_text.startswith("第一章 > 示例\n")
     assert c.embed_text.endswith(c.clean)
+
+
+@pytest.mark.parametrize("role, shown", [
+    (":cite:`Bishop.1995`", "(Bishop 1995)"),
+    (":cite:`Glorot.Bengio.2010`", "(Glorot, Bengio 2010)"),
+    (":citet:`Mikolov.Sutskever.Chen.ea.2013,Sennrich.Haddow.Birch.2015`",
+     "(Mikolov, Sutskever, Chen 2013; Sennrich, Haddow, Birch 2015)"),
+    (":cite:`vaswani2017attention`", "(vaswani2017attention)"),
+])
+def test_citation_roles_become_their_authors_in_what_is_embedded(role, shown):
+    # the citation key names who showed it: searchable ("what did Bishop show?"), the markup is not
+    text = f"# T\n\n具有输入噪声的训练等价于Tikhonov正则化 {role}。\n"
+    (chunk,) = split_text(text, "c.md")
+    assert role in chunk.text  # the verbatim text keeps the markup, for quotes
+    assert chunk.clean == f"具有输入噪声的训练等价于Tikhonov正则化 {shown}。"
+    assert ":cite" not in chunk.embed_text and shown in chunk.embed_text

@@ -1,0 +1,117 @@
+"""What the LLM reads: the top passages, with adjacent chunks of one section merged.
+
+A Markdown section is often cut into several chunks, and the one that ranks best is not
+always the one that holds the whole answer (the definition in one chunk, the number in
+the next). Two retrieved chunks that sit next to each other in one section become one
+passage, which frees a prompt slot for the next-ranked passage; and the best passages get
+their section neighbours while the passage budget allows.
+
+Why our own code: LlamaIndex's ``PrevNextNodePostprocessor`` follows node relationships
+stored in a docstore, which this index does not keep (chunks live in the snapshot), and it
+appends neighbours as separate nodes, so the model would see, and cite, three passages for
+one paragraph. Here a merged passage is one ``[n]`` with one file and one line range, and
+its text stays a verbatim copy of those lines, so citations are checked as before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Sequence
+
+from ingest.index import StoredChunk
+
+from .retrieve import Location, Passage, asks_about_code
+
+
+def _same_section(a: StoredChunk, b: StoredChunk) -> bool:
+    return a.file == b.file and a.heading == b.heading and a.kind == b.kind
+
+
+def _join(first: StoredChunk, second: StoredChunk) -> StoredChunk:
+    """Two chunks of one section, in file order, as one chunk over both line ranges.
+
+    The gap between them is kept as newlines, so a quote's line number inside the merged
+    text stays right; chunks cut from one long line (at a sentence end) join on that line."""
+    gap = max(0, second.line_start - first.line_end)
+    sep = "\n" * gap if gap else ""
+    clean_sep = "\n" if gap else ""
+    return replace(first, id=f"{first.id}+{second.id}", line_end=max(first.line_end, second.line_end),
+                   text=first.text + sep + second.text,
+                   clean=(first.clean or first.text) + clean_sep + (second.clean or second.text),
+                   text_hash=f"{first.text_hash}+{second.text_hash}", tokens=first.tokens + second.tokens)
+
+
+class SectionIndex:
+    """Each chunk's previous and next chunk in its file (file order)."""
+
+    def __init__(self, chunks: Sequence[StoredChunk]):
+        by_file: dict[str, list[StoredChunk]] = {}
+        for c in chunks:
+            by_file.setdefault(c.file, []).append(c)
+        self._prev: dict[str, StoredChunk] = {}
+        self._next: dict[str, StoredChunk] = {}
+        for cs in by_file.values():
+            cs.sort(key=lambda c: (c.line_start, c.line_end))
+            for a, b in zip(cs, cs[1:]):
+                self._next[a.id] = b
+                self._prev[b.id] = a
+
+    def neighbours(self, c: StoredChunk) -> tuple[StoredChunk | None, StoredChunk | None]:
+        """The chunks just before and after ``c`` (its first and last part, when merged)."""
+        ids = c.id.split("+")
+        prev, nxt = self._prev.get(ids[0]), self._next.get(ids[-1])
+        return (prev if prev is not None and _same_section(prev, c) else None,
+                nxt if nxt is not None and _same_section(nxt, c) else None)
+
+
+def _ids(c: StoredChunk) -> list[str]:
+    return c.id.split("+")
+
+
+def _merge(p: Passage, c: StoredChunk) -> Passage:
+    """``p`` with the neighbouring chunk ``c`` joined on the side where it stands."""
+    first, second = (c, p.chunk) if c.line_start < p.chunk.line_start else (p.chunk, c)
+    chunk = _join(first, second)
+    return replace(p, chunk=chunk, locations=[Location(chunk.file, chunk.line_start, chunk.line_end)], others=[])
+
+
+def prompt_passages(passages: Sequence[Passage], sections: SectionIndex, settings: Any,
+                    question: str = "") -> list[Passage]:
+    """The passages the prompt holds, in rank order, adjacent chunks of a section merged."""
+    n = settings.prompt_passages
+    limit = settings.merge_chars
+    chosen: list[Passage] = []
+    for p in passages:
+        if len(chosen) >= n:
+            break
+        for i, q in enumerate(chosen):
+            prev, nxt = sections.neighbours(q.chunk)
+            touching = [x for x in (prev, nxt) if x is not None and x.id in _ids(p.chunk)]
+            if touching and len(q.chunk.text) + len(p.chunk.text) <= limit:
+                chosen[i] = _merge(q, p.chunk)
+                break
+        else:
+            chosen.append(p)
+    if limit <= 0:
+        return chosen
+    # the best passages get their section neighbours while the budget allows: the
+    # following chunk first (a definition is usually followed by its detail)
+    code_ok = asks_about_code(question)
+    left = settings.prompt_chars - sum(len(p.chunk.clean or p.chunk.text) for p in chosen)
+    for i in range(min(settings.expand_passages, len(chosen))):
+        grown = True
+        while grown:  # one chunk at a time on each side, nearest first
+            grown = False
+            prev, nxt = sections.neighbours(chosen[i].chunk)
+            for c in (nxt, prev):
+                if c is None or (c.kind == "code" and not code_ok):
+                    continue
+                size = len(c.clean or c.text)
+                if size > left or len(chosen[i].chunk.text) + len(c.text) > limit:
+                    continue
+                if any(c.id in _ids(q.chunk) for q in chosen):
+                    continue
+                chosen[i] = _merge(chosen[i], c)
+                left -= size
+                grown = True
+    return chosen
