@@ -159,7 +159,8 @@ def build_prompt(question: str, passages: Sequence[Passage], settings: Any, lang
     system = prompt(settings, "system", lang).strip()
 
     def render(ps: list[Passage]) -> tuple[str, int]:
-        shares = _shares([len((p.chunk.clean or p.chunk.text).strip()) for p in ps], budget)
+        heads = [len(p.chunk.heading_path) + 2 if p.chunk.heading else 0 for p in ps]
+        shares = _shares([len((p.chunk.clean or p.chunk.text).strip()) for p in ps], budget - sum(heads))
         blocks = [_passage_block(i + 1, p, share) for i, (p, share) in enumerate(zip(ps, shares))]
         user = template.format(context="\n\n".join(blocks), question=question.strip())
         return user, count_tokens(system) + count_tokens(user) + count_tokens(example) + 24

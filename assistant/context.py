@@ -24,7 +24,7 @@ from .retrieve import Location, Passage, asks_about_code
 
 
 def _same_section(a: StoredChunk, b: StoredChunk) -> bool:
-    return a.file == b.file and a.heading == b.heading and a.kind == b.kind
+    return a.file == b.file and a.heading == b.heading and a.section == b.section and a.kind == b.kind
 
 
 def _join(first: StoredChunk, second: StoredChunk) -> StoredChunk:
@@ -33,8 +33,14 @@ def _join(first: StoredChunk, second: StoredChunk) -> StoredChunk:
     The gap between them is kept as newlines, so a quote's line number inside the merged
     text stays right; chunks cut from one long line (at a sentence end) join on that line."""
     gap = max(0, second.line_start - first.line_end)
-    sep = "\n" * gap if gap else ""
-    clean_sep = "\n" if gap else ""
+    if gap:
+        sep, clean_sep = "\n" * gap, "\n"
+    else:
+        # one line cut at a sentence end: the cut dropped the whitespace after it, which an
+        # English full stop always has ("." ends a sentence only before a space) and Chinese
+        # punctuation usually lacks; without it "one.Two" is one "sentence" no file holds
+        end = first.text.rstrip("”’\"')）】」")[-1:]
+        sep = clean_sep = " " if end.isascii() else ""
     return replace(first, id=f"{first.id}+{second.id}", line_end=max(first.line_end, second.line_end),
                    text=first.text + sep + second.text,
                    clean=(first.clean or first.text) + clean_sep + (second.clean or second.text),
@@ -68,10 +74,11 @@ def _ids(c: StoredChunk) -> list[str]:
     return c.id.split("+")
 
 
-def _merge(p: Passage, c: StoredChunk) -> Passage:
-    """``p`` with the neighbouring chunk ``c`` joined on the side where it stands."""
-    first, second = (c, p.chunk) if c.line_start < p.chunk.line_start else (p.chunk, c)
-    chunk = _join(first, second)
+def _merge(p: Passage, c: StoredChunk, before: bool) -> Passage:
+    """``p`` with the neighbouring chunk ``c`` joined before it (``c`` is its previous chunk)
+    or after it. The side is given, not read from line numbers: pieces of one long line
+    all start on the same line."""
+    chunk = _join(c, p.chunk) if before else _join(p.chunk, c)
     return replace(p, chunk=chunk, locations=[Location(chunk.file, chunk.line_start, chunk.line_end)], others=[])
 
 
@@ -88,7 +95,7 @@ def prompt_passages(passages: Sequence[Passage], sections: SectionIndex, setting
             prev, nxt = sections.neighbours(q.chunk)
             touching = [x for x in (prev, nxt) if x is not None and x.id in _ids(p.chunk)]
             if touching and len(q.chunk.text) + len(p.chunk.text) <= limit:
-                chosen[i] = _merge(q, p.chunk)
+                chosen[i] = _merge(q, p.chunk, before=touching[0] is prev)
                 break
         else:
             chosen.append(p)
@@ -103,7 +110,7 @@ def prompt_passages(passages: Sequence[Passage], sections: SectionIndex, setting
         while grown:  # one chunk at a time on each side, nearest first
             grown = False
             prev, nxt = sections.neighbours(chosen[i].chunk)
-            for c in (nxt, prev):
+            for c, before in ((nxt, False), (prev, True)):
                 if c is None or (c.kind == "code" and not code_ok):
                     continue
                 size = len(c.clean or c.text)
@@ -111,7 +118,7 @@ def prompt_passages(passages: Sequence[Passage], sections: SectionIndex, setting
                     continue
                 if any(c.id in _ids(q.chunk) for q in chosen):
                     continue
-                chosen[i] = _merge(chosen[i], c)
+                chosen[i] = _merge(chosen[i], c, before)
                 left -= size
                 grown = True
     return chosen

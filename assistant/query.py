@@ -166,7 +166,7 @@ class NotesAssistant:
             timings["total"] = int((time.perf_counter() - t0) * 1000)
             return Answer(question, "", [], passages, False, None, timings, [], error=str(exc),
                           standalone_question=standalone)
-        context = prompt_passages(passages, self.snapshot.sections, self.settings, q)
+        context = prompt_passages(passages, self._retriever.snap.sections, self.settings, q)
         plan = build_prompt(q if lang == question_language(q) else question, context, self.settings, lang,
                             loaded.count_tokens, loaded.context_window)
         if plan.dropped_for_window:

@@ -125,9 +125,11 @@ class IndexSnapshot:
         try:
             return bm25s.BM25.load(str(path), mmap=False, show_progress=False)
         except Exception as exc:  # torn, deleted, or older than this index kind: rebuild from the chunks we hold
-            import logging
+            if path.exists():  # an index written before this kind existed has none: rebuild quietly
+                import logging
 
-            logging.getLogger(__name__).warning("keyword index %s unreadable (%s); rebuilding in memory", name, exc)
+                logging.getLogger(__name__).warning("keyword index %s unreadable (%s); rebuilding in memory",
+                                                    name, exc)
             bm = bm25s.BM25()
             bm.index(documents(), show_progress=False)
             return bm
@@ -367,17 +369,20 @@ def asks_about_code(query: str) -> bool:
 
 
 _QUESTION_END = re.compile(r"[？?](?=\s|$|[）)\"”])")
-_SENTENCE_END = re.compile(r"[。！!；;]|[？?](?=\s|$|[）)\"”])|\.(?=\s|$)")
+_SENTENCE_END = re.compile(r"[。！!；;]|[？?](?=\s|$|[）)\"”])|(?<!\d)\.(?=\s|$)")
+_ANSWER_MARK = re.compile(r"(^|\n)\s*(答|解|答案|a|answer)\s*[:：]", re.I)
 
 
-_EXERCISE_HEADING = re.compile(r"^\W*(练习|习题|思考题|课后题|作业|讨论题|exercises?|problems?|questions?|homework)"
+_EXERCISE_HEADING = re.compile(r"^\W*(练习|练习题|习题|思考题|课后题|课后习题|作业|exercises?|homework|problem sets?)"
                                r"\W*$", re.I)
 
 
 def is_question_list(text: str) -> bool:
     """Text that is mostly questions (an exercise list, a FAQ's prompts)."""
+    if _ANSWER_MARK.search(text):  # question-and-answer notes hold their answers
+        return False
     questions = len(_QUESTION_END.findall(text))
-    return questions >= 2 and questions >= 0.5 * len(_SENTENCE_END.findall(text))
+    return questions >= 2 and questions >= 0.75 * len(_SENTENCE_END.findall(text))
 
 
 def is_exercise(c: StoredChunk) -> bool:
@@ -399,7 +404,8 @@ def fuse(snap: IndexSnapshot, ranked: dict[str, tuple[list[NodeWithScore], float
             scores[h.node.node_id] = scores.get(h.node.node_id, 0.0) + weight / (rrf_k + rank + 1)
     sim = {h.node.node_id: float(h.score) for h in ranked.get("dense", ([], 0))[0]}
     kws = {h.node.node_id: float(h.score) for h in ranked.get("words", ([], 0))[0]}
-    best = sum(w for _, w in ranked.values()) / (rrf_k + 1) if ranked else 1.0
+    # 1.0 = first in every list that found anything
+    best = sum(w for hits, w in ranked.values() if hits) / (rrf_k + 1) or 1.0
     if settings.code_penalty != 1.0 and not asks_about_code(query):
         # code listings share many terms with the prose around them; unless the question
         # is about code they should not push prose out of the results

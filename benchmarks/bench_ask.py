@@ -91,6 +91,7 @@ def main(argv=None) -> int:
         os.environ[k] = v
 
     from assistant.answer import build_prompt, question_language
+    from assistant.context import prompt_passages
     from assistant.query import NotesAssistant
     from assistant.settings import load_settings
     from ingest.pipeline import run_ingest
@@ -121,7 +122,8 @@ def main(argv=None) -> int:
         ans = qa.ask(q, on_token=lambda tok: first.append(time.perf_counter()) if not first else None)
         total = time.perf_counter() - t
         loaded = qa.llm
-        plan = build_prompt(q, ans.sources, s, question_language(q), loaded.count_tokens, loaded.context_window)
+        context = prompt_passages(ans.sources, qa.snapshot.sections, s, q)  # the prompt `ask` built
+        plan = build_prompt(q, context, s, question_language(q), loaded.count_tokens, loaded.context_window)
         ft = round(first[0] - t, 3) if first and not ans.refused else None
         retrieve = ans.timings_ms.get("retrieve", 0) / 1000
         return {"question": q, "first_token_s": ft, "total_s": round(total, 3), "refused": ans.refused,

@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     from llama_index.core.llms import ChatMessage
 
     from assistant.answer import build_prompt, generate, question_language
+    from assistant.context import prompt_passages
     from assistant.llm import load_embedded, load_ollama
     from assistant.query import NotesAssistant
     from assistant.settings import load_settings
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         for side in (embedded, ollama):
             list(side.llm.stream_chat(warm))
         qa = NotesAssistant(s, notes, llm=embedded)
-        passages = qa.search(a.question)
+        passages = prompt_passages(qa.search(a.question), qa.snapshot.sections, s, a.question)  # as `ask` does
         plan = build_prompt(a.question, passages, s, question_language(a.question), embedded.count_tokens,
                             min(embedded.context_window, ollama.context_window))
         say(f"question: {a.question}\npassages in the prompt: {len(plan.passages)}, ~{plan.tokens} tokens")

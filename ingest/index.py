@@ -72,6 +72,7 @@ class StoredChunk:
     text_hash: str
     tokens: list[str] = field(default_factory=list)
     embed_headings: bool = True
+    section: int = 0  # which section of its file (see Chunk.section); 0 in indexes written before it was kept
 
     @classmethod
     def from_chunk(cls, c: Chunk, tokens: list[str] | None = None, embed_headings: bool = True) -> "StoredChunk":
@@ -85,7 +86,7 @@ class StoredChunk:
         if tokens is None:
             tokens = tokenize(body)
         return cls(cid, c.file, c.line_start, c.line_end, c.text, c.clean, list(c.heading), c.kind, text_hash,
-                   tokens, embed_headings)
+                   tokens, embed_headings, c.section)
 
     @property
     def heading_path(self) -> str:

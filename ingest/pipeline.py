@@ -45,7 +45,7 @@ from .load import DecodeError, read_note, walk
 from .split import split_text
 
 EMBED_BATCH = 32
-SPLITTER_VERSION = 3
+SPLITTER_VERSION = 4
 WRITE_BATCH = 256
 
 

@@ -51,6 +51,7 @@ class Chunk:
     heading: list[str] = field(default_factory=list)
     kind: str = "prose"  # prose | code
     clean: str = ""  # text with layout markup removed (what the LLM reads)
+    section: int = 0  # heading lines before it: two sections of one file may share a heading path
 
     @property
     def heading_path(self) -> str:
@@ -341,7 +342,8 @@ def split_text(text: str, file: str, markdown: bool | None = None, max_chars: in
             return
         start, end = group[0].start, group[-1].end
         verbatim = "\n".join(lines[start - 1 : end])
-        chunks.append(Chunk(file, start, end, verbatim, list(group[0].heading), "prose", clean_markup(verbatim)))
+        chunks.append(Chunk(file, start, end, verbatim, list(group[0].heading), "prose", clean_markup(verbatim),
+                            group[0].section))
         group.clear()
 
     for unit in _units(lines, markdown):
@@ -363,7 +365,7 @@ def split_text(text: str, file: str, markdown: bool | None = None, max_chars: in
                 piece = unit.text[s:e]
                 c = clean_markup(piece)
                 if c:
-                    chunks.append(Chunk(file, ls, le, piece, list(unit.heading), "prose", c))
+                    chunks.append(Chunk(file, ls, le, piece, list(unit.heading), "prose", c, unit.section))
             continue
         if group and (group[0].section != unit.section
                       or sum(len(u.text) for u in group) + len(unit.text) > max_chars):
@@ -385,7 +387,7 @@ def _has_content(clean: str) -> bool:
 def _split_code(unit: _Unit) -> list[Chunk]:
     heading = list(unit.heading)
     if len(unit.text) <= MAX_CODE_CHARS:
-        return [Chunk("", unit.start, unit.end, unit.text, heading, "code", unit.text)]
+        return [Chunk("", unit.start, unit.end, unit.text, heading, "code", unit.text, unit.section)]
     # a very long listing: cut at blank lines so no piece is unreadably large
     out: list[Chunk] = []
     lines = unit.text.split("\n")
@@ -396,9 +398,9 @@ def _split_code(unit: _Unit) -> list[Chunk]:
         size += len(ln) + 1
         if size >= MAX_CODE_CHARS and (not ln.strip() or size >= 2 * MAX_CODE_CHARS):
             t = "\n".join(lines[cur[0] : cur[-1] + 1])
-            out.append(Chunk("", unit.start + cur[0], unit.start + cur[-1], t, heading, "code", t))
+            out.append(Chunk("", unit.start + cur[0], unit.start + cur[-1], t, heading, "code", t, unit.section))
             cur, size = [], 0
     if cur:
         t = "\n".join(lines[cur[0] : cur[-1] + 1])
-        out.append(Chunk("", unit.start + cur[0], unit.start + cur[-1], t, heading, "code", t))
+        out.append(Chunk("", unit.start + cur[0], unit.start + cur[-1], t, heading, "code", t, unit.section))
     return [c for c in out if c.text.strip()]

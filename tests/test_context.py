@@ -121,3 +121,33 @@ def test_a_citation_into_a_merged_passage_names_the_quoted_line(tmp_path, chunks
     line = NOTE.split("\n").index("余弦退火把学习率按余弦曲线从初始值降到接近零，总步数通常设为 1000 步。") + 1
     assert (c.file, c.line_start, c.line_end) == ("opt.md", line, line)
     assert "1000" in c.quote and c.quote in _file_lines(notes, c.line_start, c.line_end)
+
+
+@pytest.mark.parametrize("sentence", ["学习率第{}次调整时，损失下降了{}个百分点。",
+                                      "The learning rate was changed {} times and the loss fell {} points."])
+def test_pieces_of_one_long_line_join_in_file_order(tmp_path, sentence):
+    # a long paragraph on one line is cut at sentence ends into pieces that all start on
+    # that line: the middle piece's neighbours join before and after it, verbatim
+    line = " ".join(sentence.format(i, i + 1) for i in range(8)) if sentence[0].isascii() else \
+        "".join(sentence.format(i, i + 1) for i in range(8))
+    note = f"# T\n\n## S\n\n{line}\n"
+    (tmp_path / "n.md").write_text(note, encoding="utf-8")
+    cs = [StoredChunk.from_chunk(c) for c in split_text(note, "n.md", max_chars=len(line) // 3)]
+    assert len(cs) >= 3 and len({c.line_start for c in cs}) == 1
+    s = make_settings(tmp_path / "d", expand_passages=1, merge_chars=10 * len(line))
+    got = prompt_passages([_passage(cs[1], 1.0)], SectionIndex(cs), s, "")
+    merged = got[0].chunk
+    assert merged.id.split("+") == [c.id for c in cs]
+    assert merged.text == line
+
+
+def test_two_sections_with_the_same_heading_path_are_never_merged(tmp_path):
+    note = "# A\n\n## S\n\nfirst section text about topic one.\n\n## S\n\nsecond section text about topic two.\n"
+    notes = tmp_path / "n"
+    notes.mkdir()
+    (notes / "s.md").write_text(note, encoding="utf-8")
+    cs = [StoredChunk.from_chunk(c) for c in split_text(note, "s.md")]
+    assert len(cs) == 2 and cs[0].heading == cs[1].heading and cs[0].section != cs[1].section
+    s = make_settings(tmp_path / "d", expand_passages=1)
+    got = prompt_passages([_passage(cs[0], 1.0), _passage(cs[1], 0.9)], SectionIndex(cs), s)
+    assert [p.chunk.id for p in got] == [cs[0].id, cs[1].id]  # the "## S" line between them stays a border
