@@ -368,6 +368,7 @@ def asks_about_code(query: str) -> bool:
     return bool(_CODE_WORDS.search(query or ""))
 
 
+_HAS_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _QUESTION_END = re.compile(r"[？?](?=\s|$|[）)\"”])")
 _SENTENCE_END = re.compile(r"[。！!；;]|[？?](?=\s|$|[）)\"”])|(?<!\d)\.(?=\s|$)")
 _ANSWER_MARK = re.compile(r"(^|\n)\s*(答|解|答案|a|answer)\s*[:：]", re.I)
@@ -402,6 +403,14 @@ def fuse(snap: IndexSnapshot, ranked: dict[str, tuple[list[NodeWithScore], float
     for hits, weight in ranked.values():
         for rank, h in enumerate(hits):
             scores[h.node.node_id] = scores.get(h.node.node_id, 0.0) + weight / (rrf_k + rank + 1)
+    if "chars" in ranked and "words" in ranked:
+        # the character list cannot see a passage without Chinese characters (an English note
+        # or a code listing): it abstains, and the word list's rank stands in for it, so a
+        # Chinese question about an English note is not pulled towards Chinese passages
+        char_w = ranked["chars"][1]
+        for rank, h in enumerate(ranked["words"][0]):
+            if not _HAS_CJK.search(snap.by_id[h.node.node_id].index_text):
+                scores[h.node.node_id] += char_w / (rrf_k + rank + 1)
     sim = {h.node.node_id: float(h.score) for h in ranked.get("dense", ([], 0))[0]}
     kws = {h.node.node_id: float(h.score) for h in ranked.get("words", ([], 0))[0]}
     # 1.0 = first in every list that found anything

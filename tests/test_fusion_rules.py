@@ -73,3 +73,25 @@ def test_fusion_weights_each_list_and_ranks_exercises_and_code_down(tmp_path):
     assert fuse(Snap, two, s, 5)[0].chunk.id == other.id
     # the top passage of every list that found something scores 1
     assert fuse(Snap, {"dense": (hits(prose), 1.0), "chars": ([], 0.25)}, s, 5)[0].score == 1.0
+
+
+def test_the_character_list_abstains_on_passages_without_chinese(tmp_path):
+    md = ("# Optim\n\n## Adam\n\nAdam uses a default learning rate of 0.001.\n\n"
+          "## 归一化\n\n批量归一化让每层输入的分布稳定，学习率可以设得更大。\n")
+    chunks = [StoredChunk.from_chunk(c) for c in split_text(md, "o.md")]
+    adam, norm = (next(c for c in chunks if n in c.text) for n in ("Adam uses", "批量归一化"))
+
+    class Snap:
+        by_id = {c.id: c for c in chunks}
+
+        @staticmethod
+        def duplicates_of(c):
+            return []
+
+    s = make_settings(tmp_path / "d")
+    hits = lambda *cs: [_node(c, 1.0) for c in cs]  # noqa: E731
+    # "Adam 的默认学习率是多少？": first for vectors and words; the character list only sees the Chinese note
+    ranked = {"dense": (hits(adam, norm), 1.0), "words": (hits(adam, norm), 1.0), "chars": (hits(norm), 1.0)}
+    order = fuse(Snap, ranked, s, 5, "Adam 的默认学习率是多少？")
+    assert [p.chunk.id for p in order] == [adam.id, norm.id]
+    assert order[0].score == 1.0
