@@ -25,8 +25,15 @@ SUPPORT_MIN = 0.3
 INFER_MIN = 0.5
 
 _STOP_BIGRAMS = {"可以", "我们", "这个", "一个", "进行", "通过", "使用", "因为", "所以", "就是", "的是", "是一"}
+# English function words: an English answer over Chinese notes shares only its terms (MAE, 75,
+# mask) with the passage, so "of", "during", "is" must not count against its support
 _STOP_WORDS = {"the", "and", "for", "with", "that", "this", "are", "was", "from", "which", "its", "into", "use",
-               "uses", "used", "notes", "note", "passage", "according"}
+               "uses", "used", "notes", "note", "passage", "according", "of", "in", "on", "to", "at", "by", "is",
+               "as", "an", "or", "it", "be", "we", "during", "over", "under", "about", "between", "than", "also",
+               "has", "have", "had", "were", "been", "being", "do", "does", "did", "their", "there", "these",
+               "those", "can", "could", "would", "should", "may", "might", "will", "such", "each", "other", "more",
+               "most", "very", "not", "no", "only", "so", "then", "when", "where", "while", "who", "what", "how",
+               "why", "they", "them", "it's", "both", "all", "any", "some", "one"}
 
 
 def terms(text: str) -> set[str]:
