@@ -106,7 +106,9 @@ def prompt_passages(passages: Sequence[Passage], sections: SectionIndex, setting
     code_ok = asks_about_code(question)
     left = settings.prompt_chars - sum(len(p.chunk.clean or p.chunk.text) for p in chosen)
     for i in range(min(settings.expand_passages, len(chosen))):
-        grown = True
+        # only inside a real section: in a plain-text note, neighbouring lines are often
+        # unrelated excerpts, and they would cost prompt time for nothing
+        grown = bool(chosen[i].chunk.heading)
         while grown:  # one chunk at a time on each side, nearest first
             grown = False
             prev, nxt = sections.neighbours(chosen[i].chunk)

@@ -151,3 +151,15 @@ def test_two_sections_with_the_same_heading_path_are_never_merged(tmp_path):
     s = make_settings(tmp_path / "d", expand_passages=1)
     got = prompt_passages([_passage(cs[0], 1.0), _passage(cs[1], 0.9)], SectionIndex(cs), s)
     assert [p.chunk.id for p in got] == [cs[0].id, cs[1].id]  # the "## S" line between them stays a border
+
+
+def test_a_plain_text_note_gets_no_neighbours(tmp_path):
+    text = "\n".join(f"第 {i} 条摘录：互不相关的一句笔记内容，编号 {i}。" for i in range(12))
+    cs = [StoredChunk.from_chunk(c) for c in split_text(text, "t.txt", max_chars=60)]
+    assert len(cs) > 3 and not cs[1].heading
+    s = make_settings(tmp_path / "d", expand_passages=1)
+    got = prompt_passages([_passage(cs[1], 1.0)], SectionIndex(cs), s, "第 1 条摘录说了什么？")
+    assert got[0].chunk.id == cs[1].id
+    # two retrieved chunks that touch are still one passage
+    got = prompt_passages([_passage(cs[1], 1.0), _passage(cs[2], 0.9)], SectionIndex(cs), s)
+    assert len(got) == 1 and got[0].chunk.line_start == cs[1].line_start and got[0].chunk.line_end == cs[2].line_end
