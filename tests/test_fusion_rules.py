@@ -22,6 +22,18 @@ def test_character_ngrams_match_where_word_segmentation_differs():
     assert char_ngrams("only English words here") == []
 
 
+def _snapshot(chunks: list[StoredChunk]):
+    """The two things ``fuse`` reads from a snapshot."""
+    class Snap:
+        by_id = {c.id: c for c in chunks}
+
+        @staticmethod
+        def duplicates_of(c):
+            return []
+
+    return Snap
+
+
 def _chunk(md: str, needle: str) -> StoredChunk:
     (c,) = [StoredChunk.from_chunk(c) for c in split_text(md, "x.md") if needle in c.text]
     return c
@@ -50,13 +62,7 @@ def test_fusion_weights_each_list_and_ranks_exercises_and_code_down(tmp_path):
     prose, exercise, code, other = (next(c for c in chunks if n in c.text) for n in
                                      ("passage one", "为什么 alpha", "alpha = beta", "passage two"))
 
-    class Snap:  # the two things fuse reads from a snapshot
-        by_id = {c.id: c for c in chunks}
-
-        @staticmethod
-        def duplicates_of(c):
-            return []
-
+    Snap = _snapshot(chunks)
     s = make_settings(tmp_path / "d")
     hits = lambda *cs: [_node(c, 1.0) for c in cs]  # noqa: E731
     # every list ranks the exercise and the code first: the penalties put the prose first
@@ -81,13 +87,7 @@ def test_the_character_list_abstains_on_passages_without_chinese(tmp_path):
     chunks = [StoredChunk.from_chunk(c) for c in split_text(md, "o.md")]
     adam, norm = (next(c for c in chunks if n in c.text) for n in ("Adam uses", "批量归一化"))
 
-    class Snap:
-        by_id = {c.id: c for c in chunks}
-
-        @staticmethod
-        def duplicates_of(c):
-            return []
-
+    Snap = _snapshot(chunks)
     s = make_settings(tmp_path / "d")
     hits = lambda *cs: [_node(c, 1.0) for c in cs]  # noqa: E731
     # "Adam 的默认学习率是多少？": first for vectors and words; the character list only sees the Chinese note
