@@ -64,7 +64,7 @@ class SectionIndex:
 
     def neighbours(self, c: StoredChunk) -> tuple[StoredChunk | None, StoredChunk | None]:
         """The chunks just before and after ``c`` (its first and last part, when merged)."""
-        ids = c.id.split("+")
+        ids = _ids(c)
         prev, nxt = self._prev.get(ids[0]), self._next.get(ids[-1])
         return (prev if prev is not None and _same_section(prev, c) else None,
                 nxt if nxt is not None and _same_section(nxt, c) else None)

@@ -409,7 +409,7 @@ def fuse(snap: IndexSnapshot, ranked: dict[str, tuple[list[NodeWithScore], float
         # Chinese question about an English note is not pulled towards Chinese passages
         char_w = ranked["chars"][1]
         for rank, h in enumerate(ranked["words"][0]):
-            if not _HAS_CJK.search(snap.by_id[h.node.node_id].index_text):
+            if not _HAS_CJK.search(snap.by_id[h.node.node_id].embed_text):
                 scores[h.node.node_id] += char_w / (rrf_k + rank + 1)
     sim = {h.node.node_id: float(h.score) for h in ranked.get("dense", ([], 0))[0]}
     kws = {h.node.node_id: float(h.score) for h in ranked.get("words", ([], 0))[0]}

@@ -93,13 +93,8 @@ class StoredChunk:
         return " > ".join(self.heading)
 
     @property
-    def index_text(self) -> str:
-        """The text that is embedded and keyword-indexed (heading path first, when on)."""
-        body = self.clean or self.text
-        return f"{self.heading_path}\n{body}" if self.heading and self.embed_headings else body
-
-    @property
     def embed_text(self) -> str:
+        """The text that is embedded and keyword-indexed (heading path first, when on)."""
         body = self.clean or self.text
         return f"{self.heading_path}\n{body}" if self.heading and self.embed_headings else body
 
@@ -221,7 +216,7 @@ def char_index_tokens(chunks: list[StoredChunk]) -> list[list[str]]:
     """The character index's documents (see :func:`ingest.keywords.char_ngrams`)."""
     from .keywords import char_ngrams
 
-    return [char_ngrams(c.index_text) or ["\x00"] for c in chunks]
+    return [char_ngrams(c.embed_text) or ["\x00"] for c in chunks]
 
 
 def write_snapshot(index_dir: Path, chunks: list[StoredChunk], name: str, vectors=None) -> None:
