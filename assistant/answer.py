@@ -73,13 +73,13 @@ def evidence(question: str, passages: Sequence[Passage], settings: Any, lang: st
     sim = max(sims) if sims else 0.0
     # e5 puts cross-lingual pairs (a question in one language, the note in the other) lower
     # on its scale, and their term overlap is low by nature: judge them by similarity alone
-    cross = any(passage_language(p.chunk.clean or p.chunk.text) != lang for p in top[:1])
+    cross = any(_other_language(lang, p.chunk.clean or p.chunk.text) for p in top)
     need_sim = settings.min_similarity if lang == "zh" else settings.min_similarity_en
     if overlap >= settings.min_overlap:
         return Evidence(True, overlap, sim, "question terms found in the notes")
     if overlap >= settings.min_overlap_weak and sim >= need_sim:
         return Evidence(True, overlap, sim, "some question terms found in close passages")
-    if cross and overlap > 0 and sim >= settings.min_similarity_en:
+    if cross and sim >= settings.min_similarity_en:
         return Evidence(True, overlap, sim, "a close passage in the other language")
     return Evidence(False, overlap, sim, f"term overlap {overlap:.2f}, similarity {sim:.3f}: "
                                          f"too little of the question is in the notes")
@@ -89,31 +89,13 @@ def passage_language(text: str) -> str:
     return _language(text, "zh")
 
 
-def extractive_answer(question: str, passages: Sequence[Passage], lang: str) -> tuple[str, int] | None:
-    """The note sentence that best matches the question, from the top passages.
-
-    Used when the model's answer cannot be checked against the notes (no sentence of it
-    is supported by a passage): quoting the notes is better than an unverifiable answer.
-    Returns (answer text with its [n] marker, n) or None.
-    """
-    from ingest.split import _sentence_spans
-
-    from .cite import support
-
-    best = None
-    for i, p in enumerate(passages[:2]):
-        text = p.chunk.clean or p.chunk.text
-        for a, b in _sentence_spans(p.chunk.text):
-            sent = p.chunk.text[a:b].strip()
-            if len(sent) < 6 or p.chunk.kind == "code":
-                continue
-            sc = support(question, sent) - 0.05 * i
-            if best is None or sc > best[0]:
-                best = (sc, sent, i + 1)
-    if best is None or best[0] < 0.2:
-        return None
-    lead = "笔记中相关的原文：" if lang == "zh" else "The notes say: "
-    return f"{lead}{best[1]} [{best[2]}]", best[2]
+def _other_language(lang: str, passage: str) -> bool:
+    """Is the passage in the other language than the question? For an English question a
+    Chinese note counts even when English terms, code names or URLs outnumber its Chinese
+    characters (a Kaggle section, a BERT table): its wording is still Chinese."""
+    if lang == "en":
+        return len(_CJK.findall(passage)) >= 20
+    return passage_language(passage) == "en"
 
 
 # --- the prompt ----------------------------------------------------------------------

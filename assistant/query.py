@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from .answer import ThinkFilter, build_prompt, evidence, extractive_answer, generate, is_refusal, prompt, question_language
+from .answer import ThinkFilter, build_prompt, evidence, generate, is_refusal, prompt, question_language
+from .extract import extractive_answer, says_nothing
 from .cite import Citation, cite
 from .context import prompt_passages
 from .errors import LLMUnavailableError, UserError
@@ -192,15 +193,17 @@ class NotesAssistant:
                           incomplete=gen.incomplete, error=gen.error, standalone_question=standalone)
         cited = cite(gen.text, plan.passages, self.snapshot.notes_dir)
         warnings.extend(f"citation removed: {d}" for d in cited.dropped)
-        if not cited.citations and not gen.incomplete:
-            # nothing the model said could be checked against a passage: show the note
-            # sentence that answers best instead of an unverifiable answer
-            ex = extractive_answer(q, plan.passages, lang)
+        echo = says_nothing(gen.text, q)
+        if (echo or not cited.citations) and not gen.incomplete:
+            # the model restated the question, or nothing it said could be checked against a
+            # passage: show the note sentences that answer the question best instead
+            ex = extractive_answer(q, plan.passages, lang, self.snapshot.embedder)
             if ex is not None:
                 checked = cite(ex[0], plan.passages, self.snapshot.notes_dir, infer_missing=False)
                 if checked.citations:
-                    warnings.append("the model's answer could not be checked against the notes; "
-                                    f"showing the best-matching note sentence instead (model said: {gen.text[:120]})")
+                    why = "restated the question" if echo else "could not be checked against the notes"
+                    warnings.append(f"the model's answer {why}; showing the note sentences that answer it best "
+                                    f"instead (model said: {gen.text[:120]})")
                     cited = checked
         timings["total"] = int((time.perf_counter() - t0) * 1000)
         return Answer(question, cited.text, cited.citations, passages, False, loaded.name, timings, warnings,

@@ -1,0 +1,113 @@
+"""Answers in the notes' own words, for when the model's answer says nothing checkable.
+
+A small model sometimes gives back the question as its answer ("为什么常取 2 的整数次幂？。"),
+copies its worked example, or writes sentences no passage supports. Then the honest
+answer is the note sentences that answer the question best, each cited.
+
+Why our own code and not LlamaIndex's ``SentenceEmbeddingOptimizer`` (which also ranks
+sentences by embedding similarity): its default sentence splitter is NLTK's, whose data
+would be fetched on the query path, and it returns pruned nodes, not the line-exact
+sentences a citation needs. Notes written with a line break inside a sentence (common in
+Chinese Markdown, one clause per line) are also joined back into whole sentences here.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Sequence
+
+from ingest.split import _sentence_spans, clean_markup
+
+from .cite import _MARKER, support, terms
+from .retrieve import Passage
+
+# a line that starts a new block, so the line before it ended its sentence
+_BLOCK_START = re.compile(r"^\s*(#{1,6}\s|[*+-]\s|\d+[.)]\s|\$\$|```|~~~|:\w+:|!\[|>|\|)")
+_CJK = re.compile(r"[\u3400-\u9fff，。、；：（）“”]")
+_TERMINAL = set("。！？；!?;:：")
+ECHO_NOVELTY = 0.3  # an answer with fewer new terms than this share of its own restates the question
+LEXICAL_WEIGHT = 0.1  # how much the question's words found in a sentence add to its similarity
+
+
+def says_nothing(answer: str, question: str) -> bool:
+    """True when the answer (markers aside) only restates the question: under 30% of its
+    terms are new, and none of them is a number. "0.001" or "因为内存按 2 的幂分配" add terms;
+    "叠再多层没有用" does not."""
+    a = terms(_MARKER.sub("", answer))
+    if not a:
+        return False
+    new = a - terms(question)
+    if any(ch.isdigit() for term in new for ch in term):
+        return False  # a number the question did not hold is an answer ("beam width 1")
+    return len(new) / len(a) < ECHO_NOVELTY
+
+
+def note_sentences(text: str) -> list[tuple[int, int]]:
+    """Sentence spans of a passage's verbatim text, with sentences that a line break cut in
+    two joined again (the line ends without a sentence end and the next line is not a new
+    block such as a heading, list item, formula or fence)."""
+    spans = _sentence_spans(text)
+    out: list[list[int]] = []
+    for s, e in spans:
+        piece = text[s:e]
+        if out:
+            prev = text[out[-1][0]:out[-1][1]]
+            body = prev.rstrip()
+            cut_by_line = (prev.endswith("\n") and "\n\n" not in prev[len(body):] and body
+                           and body[-1] not in _TERMINAL and not _BLOCK_START.match(piece)
+                           and not _BLOCK_START.match(prev))
+            if cut_by_line:
+                out[-1][1] = e
+                continue
+        out.append([s, e])
+    return [(s, e) for s, e in out]
+
+
+def _candidates(passages: Sequence[Passage], limit: int) -> list[tuple[int, str, str]]:
+    """(passage number, verbatim sentence, its text without markup) of the prose passages."""
+    out = []
+    for n, p in enumerate(passages[:limit], 1):
+        if p.chunk.kind == "code":
+            continue
+        text = p.chunk.text
+        for s, e in note_sentences(text):
+            verbatim = text[s:e].strip()
+            plain = clean_markup(verbatim).strip()
+            if len(plain) < 8 or len(terms(plain)) < 3:
+                continue  # a label, an image line, a lone formula
+            out.append((n, verbatim, plain))
+    return out
+
+
+def extractive_answer(question: str, passages: Sequence[Passage], lang: str, embedder: Any = None,
+                      sentences: int = 2, limit: int = 3) -> tuple[str, list[int]] | None:
+    """The note sentences that answer the question best, from the first ``limit`` prompt
+    passages, ranked by e5 similarity to the question (when an embedder is given) plus a
+    little for the question's words they hold; at most ``sentences`` of them, in note
+    order, each ending with its ``[n]``. Returns (answer, passage numbers) or None."""
+    cands = _candidates(passages, limit)
+    if not cands:
+        return None
+    lexical = [support(question, plain) for _, _, plain in cands]
+    if embedder is not None:
+        q = embedder.get_query_embedding(question)
+        vecs = embedder.get_text_embedding_batch([plain for _, _, plain in cands])
+        scores = [sum(x * y for x, y in zip(q, v)) + LEXICAL_WEIGHT * lx for v, lx in zip(vecs, lexical)]
+    else:
+        scores = lexical
+        if max(scores) < 0.2:
+            return None
+    best = sorted(range(len(cands)), key=lambda i: -scores[i])[:sentences]
+    best.sort()  # note order reads better than score order
+    lead = "笔记中相关的原文：" if lang == "zh" else "The notes say: "
+    body = " ".join(f"{one_line(cands[i][1])} [{cands[i][0]}]" for i in best)
+    return lead + body, sorted({cands[i][0] for i in best})
+
+
+def one_line(text: str) -> str:
+    """A sentence that a line break cut, on one line: no space where the break fell
+    between two Chinese characters, one space elsewhere."""
+    def join(m: re.Match) -> str:
+        a, b = m.string[m.start() - 1:m.start()], m.string[m.end():m.end() + 1]
+        return "" if _CJK.match(a) and _CJK.match(b) else " "
+    return re.sub(r"[ \t]*\n\s*", join, text.strip())

@@ -1,0 +1,142 @@
+"""Answers in the notes' own words: when the model restates the question or says nothing a
+passage supports, the answer becomes the note sentences that answer best, each cited at
+its exact file lines.
+
+The embedder, splitter, index and citation checker are the real ones. The only stand-in is
+the answering model of the last tests: a model that echoes the question is a real fault
+of the 0.5B model, but not one it makes on demand.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from assistant.cite import cite
+from assistant.extract import extractive_answer, note_sentences, one_line, says_nothing
+from assistant.retrieve import Location, Passage
+from conftest import make_settings, read_lines
+from ingest.index import StoredChunk
+from ingest.split import split_text
+
+# written the way Chinese Markdown notes often are: one clause per line
+NOTE = """# 多层感知机
+
+## 隐藏层
+
+这个多层感知机有4个输入，3个输出，
+其隐藏层包含5个隐藏单元。
+输入层不涉及任何计算，
+因此使用此网络产生输出只需要实现隐藏层和输出层的计算。
+因此，这个多层感知机中的层数为2。
+
+## 激活函数
+
+* ReLU 函数保留正元素并丢弃所有负元素。
+* sigmoid 函数把输入变换为区间 (0, 1) 上的输出。
+
+由于内存在硬件中的分配和寻址方式，
+隐藏单元的个数通常选择 2 的若干次幂，这样在计算上更高效。
+"""
+
+
+@pytest.fixture
+def note(tmp_path) -> tuple[Path, list[StoredChunk]]:
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "mlp.md").write_text(NOTE, encoding="utf-8")
+    return notes, [StoredChunk.from_chunk(c) for c in split_text(NOTE, "mlp.md")]
+
+
+def _passages(chunks: list[StoredChunk]) -> list[Passage]:
+    return [Passage(c, 1.0 - i / 10, locations=[Location(c.file, c.line_start, c.line_end)])
+            for i, c in enumerate(chunks)]
+
+
+@pytest.mark.parametrize("answer, question, expected", [
+    ("全连接层之间如果不放非线性函数，叠再多层没有用[1]。", "全连接层之间如果不放非线性函数，叠再多层为什么也没用？", True),
+    ("隐藏单元个数为什么常取 2 的整数次幂，比如 256？。", "隐藏单元个数为什么常取 2 的整数次幂，比如 256？", True),
+    ("Why is gradient clipping used [2]?", "Why is gradient clipping used?", True),
+    ("Adam 优化器的默认学习率是 0.001 [2]。", "Adam 默认的学习率是多少？", False),
+    ("因为内存在硬件中按 2 的幂分配和寻址，计算上更高效 [1]。", "隐藏单元个数为什么常取 2 的整数次幂？", False),
+    ("It prevents exploding gradients when training RNNs [1].", "Why is gradient clipping used?", False),
+    ("Greedy search is a special case of beam search with beam width 1 [1].",
+     "Greedy search is a special case of beam search with what beam width?", False),
+])
+def test_an_answer_that_restates_the_question_says_nothing(answer, question, expected):
+    assert says_nothing(answer, question) is expected
+
+
+def test_sentences_cut_by_line_breaks_are_joined_and_blocks_stay_apart():
+    spans = note_sentences(NOTE)
+    sentences = [one_line(NOTE[s:e]) for s, e in spans]
+    # the note's own sentence, whole, although the file breaks it over two lines
+    assert "输入层不涉及任何计算，因此使用此网络产生输出只需要实现隐藏层和输出层的计算。" in sentences
+    assert "这个多层感知机有4个输入，3个输出，其隐藏层包含5个隐藏单元。" in sentences
+    # list items and headings are blocks of their own, never glued to their neighbours
+    assert "* ReLU 函数保留正元素并丢弃所有负元素。" in sentences
+    assert not any("ReLU" in s and "sigmoid" in s for s in sentences)
+    assert not any(s.startswith("# ") and "这个" in s for s in sentences)
+    # spans are offsets into the verbatim text, in order and without overlap
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
+
+
+@pytest.mark.parametrize("question, fact", [
+    ("这个多层感知机的层数是多少？", "层数为2"),
+    ("为什么隐藏单元个数常取 2 的幂？", "内存在硬件中的分配和寻址方式"),
+])
+def test_the_sentence_that_answers_is_chosen_and_cited_at_its_lines(note, embedder, question, fact):
+    notes, chunks = note
+    passages = _passages([c for c in chunks if c.kind != "code"])
+    got = extractive_answer(question, passages, "zh", embedder)
+    assert got is not None
+    text, numbers = got
+    assert text.startswith("笔记中相关的原文：")
+    assert fact in text
+    checked = cite(text, passages, notes, infer_missing=False)
+    assert checked.citations and not checked.dropped
+    lines = read_lines(notes / "mlp.md")
+    for c in checked.citations:
+        assert c.n in numbers
+        assert c.quote in "\n".join(lines[c.line_start - 1:c.line_end])
+
+
+def test_without_an_embedder_a_weak_lexical_match_gives_no_answer(note):
+    _, chunks = note
+    assert extractive_answer("卷积核的步幅怎么选？", _passages(chunks), "zh", None) is None
+
+
+# --- through the query API, with a model that echoes the question ----------------------
+
+class _EchoModel:
+    """Answers every question by repeating it (the 0.5B model's worst habit)."""
+
+    def stream_chat(self, messages):
+        from llama_index.core.llms import ChatMessage, ChatResponse
+
+        question = messages[-1].content.split("问题：")[-1].split("\n")[0]
+        yield ChatResponse(message=ChatMessage(role="assistant", content=question), delta=question)
+
+
+def test_an_echoed_answer_is_replaced_by_cited_note_sentences(tmp_path, embedder):
+    from assistant.llm import LoadedLLM
+    from assistant.query import NotesAssistant
+    from ingest.pipeline import run_ingest
+
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "mlp.md").write_text(NOTE, encoding="utf-8")
+    settings = make_settings(tmp_path / "data")
+    run_ingest(settings, notes, embedder=embedder)
+    qa = NotesAssistant(settings, notes, llm=LoadedLLM(_EchoModel(), "echo", "embedded", 4096))
+    answer = qa.ask("隐藏单元的个数为什么通常选择 2 的若干次幂？")
+    assert not answer.refused
+    assert answer.answer.startswith("笔记中相关的原文：")
+    assert "内存在硬件中的分配和寻址方式" in answer.answer
+    assert any("restated the question" in w for w in answer.warnings)
+    lines = read_lines(notes / "mlp.md")
+    assert answer.citations
+    for c in answer.citations:
+        assert c.file == "mlp.md"
+        assert c.quote in "\n".join(lines[c.line_start - 1:c.line_end])
