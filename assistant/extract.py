@@ -14,6 +14,7 @@ Chinese Markdown, one clause per line) are also joined back into whole sentences
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 from ingest.split import _sentence_spans, clean_markup
@@ -25,6 +26,20 @@ from .retrieve import Passage
 _BLOCK_START = re.compile(r"^\s*(#{1,6}\s|[*+-]\s|\d+[.)]\s|\$\$|```|~~~|:\w+:|!\[|>|\|)")
 _CJK = re.compile(r"[\u3400-\u9fff，。、；：（）“”]")
 _TERMINAL = set("。！？；!?;:：")
+# What kind of answer a question wants, and the cue a sentence holding such an answer has:
+# the answer-type step of classic extractive QA. A number for "多少 / how many", a reason for
+# "为什么 / why", a name for "叫什么 / called". A sentence with the cue gets a small bonus.
+_ANSWER_TYPES = [
+    (re.compile(r"多少|几[个层种次维年倍位]|多大|多长|多高|哪一?年|年代|比例|比率|how (many|much|large|long|big|often)"
+                r"|what (value|number|size|ratio|percentage|fraction)|which year", re.I),
+     re.compile(r"\d|[一二两三四五六七八九十百千万亿]+[个层种次维倍年位成]|percent", re.I)),
+    (re.compile(r"为什么|为何|原因|图的是什么|有什么用|什么作用|目的|\bwhy\b|what for|purpose|reason", re.I),
+     re.compile(r"因为|由于|所以|因此|为了|以便|以免|避免|防止|导致|使得|原因|目的|\bbecause\b|\bsince\b|so that"
+                r"|to avoid|prevent|in order to", re.I)),
+    (re.compile(r"叫什么|叫做什么|称为什么|什么名字|\bcalled\b|\bnamed\b|term for", re.I),
+     re.compile(r"称为|叫做|称作|被称|\*[^*\s][^*]*\*|\bcalled\b|known as|\bnamed\b", re.I)),
+]
+ANSWER_TYPE_BONUS = 0.02
 ECHO_NOVELTY = 0.3  # an answer with fewer new terms than this share of its own restates the question
 LEXICAL_WEIGHT = 0.1  # how much the question's words found in a sentence add to its similarity
 
@@ -79,29 +94,45 @@ def _candidates(passages: Sequence[Passage], limit: int) -> list[tuple[int, str,
     return out
 
 
+@dataclass
+class Extract:
+    text: str  # the answer: a lead, then each sentence with its [n]
+    passages: list[int]  # the [n] it cites
+    score: float  # the best sentence's score
+
+
+def answer_cues(question: str) -> list[re.Pattern]:
+    """The sentence cues of the answer types the question asks for."""
+    return [cue for asks, cue in _ANSWER_TYPES if asks.search(question)]
+
+
 def extractive_answer(question: str, passages: Sequence[Passage], lang: str, embedder: Any = None,
-                      sentences: int = 2, limit: int = 3) -> tuple[str, list[int]] | None:
+                      sentences: int = 2, limit: int = 3) -> Extract | None:
     """The note sentences that answer the question best, from the first ``limit`` prompt
-    passages, ranked by e5 similarity to the question (when an embedder is given) plus a
-    little for the question's words they hold; at most ``sentences`` of them, in note
-    order, each ending with its ``[n]``. Returns (answer, passage numbers) or None."""
+    passages, ranked by e5 similarity to the question (when an embedder is given), plus a
+    little for the question's words they hold and for the cue of the answer type asked
+    for; at most ``sentences`` of them, in note order, each ending with its ``[n]``."""
     cands = _candidates(passages, limit)
     if not cands:
         return None
     lexical = [support(question, plain) for _, _, plain in cands]
+    cues = answer_cues(question)
+    typed = [ANSWER_TYPE_BONUS * sum(1 for cue in cues if cue.search(plain)) for _, _, plain in cands]
     if embedder is not None:
         q = embedder.get_query_embedding(question)
         vecs = embedder.get_text_embedding_batch([plain for _, _, plain in cands])
-        scores = [sum(x * y for x, y in zip(q, v)) + LEXICAL_WEIGHT * lx for v, lx in zip(vecs, lexical)]
+        scores = [sum(x * y for x, y in zip(q, v)) + LEXICAL_WEIGHT * lx + ty
+                  for v, lx, ty in zip(vecs, lexical, typed)]
     else:
-        scores = lexical
-        if max(scores) < 0.2:
+        scores = [lx + ty for lx, ty in zip(lexical, typed)]
+        if max(lexical) < 0.2:
             return None
     best = sorted(range(len(cands)), key=lambda i: -scores[i])[:sentences]
+    top = scores[best[0]]
     best.sort()  # note order reads better than score order
     lead = "笔记中相关的原文：" if lang == "zh" else "The notes say: "
     body = " ".join(f"{one_line(cands[i][1])} [{cands[i][0]}]" for i in best)
-    return lead + body, sorted({cands[i][0] for i in best})
+    return Extract(lead + body, sorted({cands[i][0] for i in best}), top)
 
 
 def one_line(text: str) -> str:

@@ -199,7 +199,7 @@ class NotesAssistant:
             # passage: show the note sentences that answer the question best instead
             ex = extractive_answer(q, plan.passages, lang, self.snapshot.embedder)
             if ex is not None:
-                checked = cite(ex[0], plan.passages, self.snapshot.notes_dir, infer_missing=False)
+                checked = cite(ex.text, plan.passages, self.snapshot.notes_dir, infer_missing=False)
                 if checked.citations:
                     why = "restated the question" if echo else "could not be checked against the notes"
                     warnings.append(f"the model's answer {why}; showing the note sentences that answer it best "

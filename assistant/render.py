@@ -76,13 +76,13 @@ def render_status(info: dict) -> None:
     out = _console()
     s = info["settings"]
     out.print("[bold]Settings[/]  (defaults < config file < environment < flags)")
-    out.print(f"  config file   {info['config_file']}{'' if info['config_file_exists'] else '  (none)'}", markup=False)
+    out.print(f"  {'config file':<22} {info['config_file']}{'' if info['config_file_exists'] else '  (none)'}", markup=False)
     for k in ("data_dir", "model_dir", "notes_dir", "llm", "embed", "ollama_host", "ollama_model", "context_window",
               "request_timeout", "chroma_url", "chunk_chars", "top_k", "prompt_passages"):
-        out.print(f"  {k:<14}{s.get(k)}", markup=False)
+        out.print(f"  {k:<22} {s.get(k)}", markup=False)
     out.print("[bold]Index[/]")
     for k, v in info["index"].items():
-        out.print(f"  {k:<14}{v}", markup=False)
+        out.print(f"  {k:<22} {v}", markup=False)
     out.print("[bold]Answering model[/]")
     for k, v in info["llm"].items():
-        out.print(f"  {k:<14}{v}", markup=False)
+        out.print(f"  {k:<22} {v}", markup=False)

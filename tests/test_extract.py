@@ -91,7 +91,7 @@ def test_the_sentence_that_answers_is_chosen_and_cited_at_its_lines(note, embedd
     passages = _passages([c for c in chunks if c.kind != "code"])
     got = extractive_answer(question, passages, "zh", embedder)
     assert got is not None
-    text, numbers = got
+    text, numbers = got.text, got.passages
     assert text.startswith("笔记中相关的原文：")
     assert fact in text
     checked = cite(text, passages, notes, infer_missing=False)
@@ -140,3 +140,19 @@ def test_an_echoed_answer_is_replaced_by_cited_note_sentences(tmp_path, embedder
     for c in answer.citations:
         assert c.file == "mlp.md"
         assert c.quote in "\n".join(lines[c.line_start - 1:c.line_end])
+
+
+@pytest.mark.parametrize("question, sentence, wanted", [
+    ("这个网络算几层？", "因此，这个多层感知机中的层数为2。", True),
+    ("How many examples does the training set hold?", "训练数据集包括1460个样本。", True),
+    ("为什么要把梯度裁剪？", "由于梯度可能爆炸，所以要裁剪。", True),
+    ("Why do we clip gradients?", "Clipping is done so that updates stay small.", True),
+    ("这种做法叫什么？", "这种做法称为强制教学。", True),
+    ("这个网络算几层？", "输入层不涉及任何计算。", False),
+    ("为什么要把梯度裁剪？", "梯度裁剪有一个阈值。", False),
+    ("BERT 是什么？", "BERT 有 12 层。", False),  # no answer type asked: no cue counts
+])
+def test_the_answer_type_asked_for_is_cued_in_the_sentence(question, sentence, wanted):
+    from assistant.extract import answer_cues
+
+    assert any(cue.search(sentence) for cue in answer_cues(question)) is wanted
