@@ -98,7 +98,6 @@ def _candidates(passages: Sequence[Passage], limit: int) -> list[tuple[int, str,
 class Extract:
     text: str  # the answer: a lead, then each sentence with its [n]
     passages: list[int]  # the [n] it cites
-    score: float  # the best sentence's score
 
 
 def answer_cues(question: str) -> list[re.Pattern]:
@@ -128,11 +127,10 @@ def extractive_answer(question: str, passages: Sequence[Passage], lang: str, emb
         if max(lexical) < 0.2:
             return None
     best = sorted(range(len(cands)), key=lambda i: -scores[i])[:sentences]
-    top = scores[best[0]]
     best.sort()  # note order reads better than score order
     lead = "笔记中相关的原文：" if lang == "zh" else "The notes say: "
     body = " ".join(f"{one_line(cands[i][1])} [{cands[i][0]}]" for i in best)
-    return Extract(lead + body, sorted({cands[i][0] for i in best}), top)
+    return Extract(lead + body, sorted({cands[i][0] for i in best}))
 
 
 def one_line(text: str) -> str:
