@@ -220,46 +220,76 @@ class Generation:
     extra: dict = field(default_factory=dict)
 
 
+class TokenStream:
+    """The model's answer as an iterator of shown text (a ``<think>`` block filtered out);
+    after the loop ``result`` holds the whole ``Generation``. A connection lost mid-way
+    ends the loop with the partial text, marked incomplete; lost before any text, it raises
+    ``LLMUnavailableError``."""
+
+    def __init__(self, llm: Any, messages: list[Any]):
+        self.llm = llm
+        self.messages = messages
+        self.result: Generation | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        import time
+
+        from .errors import LLMUnavailableError
+        from .faults import explain_llm_error
+
+        t0 = time.perf_counter()
+        filt = ThinkFilter()
+        text = ""
+        first = None
+        n = 0
+        try:
+            for chunk in self.llm.stream_chat(self.messages):
+                delta = chunk.delta or ""
+                if not delta:
+                    continue
+                shown = filt.feed(delta)
+                n += 1
+                if shown:
+                    if first is None:
+                        first = time.perf_counter() - t0
+                    text += shown
+                    yield shown
+            tail = filt.flush()
+            if tail:
+                text += tail
+                yield tail
+        except LLMUnavailableError as exc:
+            if not text:
+                raise
+            self.result = Generation(text, True, str(exc), first, n)
+            return
+        except Exception as exc:  # noqa: BLE001 - library errors of many kinds, each explained
+            message = explain_llm_error(exc, self.llm)
+            if not text:
+                raise LLMUnavailableError(message) from None
+            self.result = Generation(text, True, message, first, n)
+            return
+        self.result = Generation(text.strip(), False, None, first, n)
+
+
 def generate(llm: Any, messages: list[Any], on_token: Callable[[str], None] | None = None) -> Generation:
-    """Stream the answer; a connection lost mid-way returns the partial text, marked."""
-    import time
+    """The whole answer at once (``on_token`` sees each piece as it comes)."""
+    stream = TokenStream(llm, messages)
+    for piece in stream:
+        if on_token:
+            on_token(piece)
+    return stream.result
 
-    from .errors import LLMUnavailableError
-    from .faults import explain_llm_error
 
-    t0 = time.perf_counter()
-    filt = ThinkFilter()
-    text = ""
-    first = None
-    n = 0
-    try:
-        for chunk in llm.stream_chat(messages):
-            delta = chunk.delta or ""
-            if not delta:
-                continue
-            shown = filt.feed(delta)
-            n += 1
-            if shown:
-                if first is None:
-                    first = time.perf_counter() - t0
-                text += shown
-                if on_token:
-                    on_token(shown)
-        tail = filt.flush()
-        if tail:
-            text += tail
-            if on_token:
-                on_token(tail)
-    except LLMUnavailableError as exc:
-        if text:
-            return Generation(text, True, str(exc), first, n)
-        raise
-    except Exception as exc:  # noqa: BLE001 - library errors of many kinds, each explained
-        message = explain_llm_error(exc, llm)
-        if text:
-            return Generation(text, True, message, first, n)
-        raise LLMUnavailableError(message) from None
-    return Generation(text.strip(), False, None, first, n)
+def build_sentence_prompt(question: str, sentences: Sequence[Any], settings: Any, lang: str) -> list[Any]:
+    """The short prompt of the ``phrase`` style: the few best note sentences, each with the
+    ``[n]`` of its passage, and the question; no worked example (small models copy it)."""
+    from llama_index.core.llms import ChatMessage, MessageRole
+
+    lines = [f"[{s.n}] {s.one_line}" for s in sentences]
+    user = prompt(settings, "phrase", lang).format(context="\n".join(lines), question=question.strip())
+    return [ChatMessage(role=MessageRole.SYSTEM, content=prompt(settings, "system", lang).strip()),
+            ChatMessage(role=MessageRole.USER, content=user)]
 
 
 def is_refusal(text: str, settings: Any) -> bool:

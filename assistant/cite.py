@@ -134,6 +134,70 @@ def _locate(notes_dir: Path, file: str, line_start: int, line_end: int, quote: s
     return start, start + quote.count("\n")
 
 
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+def claim_holds(sentence: str, chunk_text: str) -> bool:
+    """A sentence that states a figure is supported only by a passage sentence that holds
+    the same figure *and* some of what the answer says of it (its subject): "the 1.5B model
+    reaches 0.80" cited to a passage where 0.80 belongs to another model fails, though every
+    word stands somewhere in the passage. Sentences without figures pass."""
+    numbers = set(_NUMBER.findall(_MARKER.sub("", sentence)))
+    if not numbers:
+        return True
+    rest = _NUMBER.sub(" ", _MARKER.sub("", sentence))
+    for s, e in _sentence_spans(chunk_text):
+        piece = chunk_text[s:e]
+        if numbers <= set(_NUMBER.findall(piece)) and (not terms(rest) or support(rest, piece) >= SUBJECT_MIN):
+            return True
+    return False
+
+
+SUBJECT_MIN = 0.2  # share of a figure-stating sentence's other terms that its passage sentence must hold
+
+
+class SentenceChecker:
+    """Checks a streamed answer one sentence at a time: ``feed()`` returns the sentences
+    that completed and check against the passages (markers checked as ``cite`` does), and
+    holds back those that do not, so nothing shown is withdrawn later; ``answer()`` is the
+    checked whole."""
+
+    def __init__(self, passages: Sequence, notes_dir: Path):
+        self.passages = passages
+        self.notes_dir = notes_dir
+        self.buf = ""
+        self.kept: list[str] = []
+        self.shown = ""
+        self.dropped: list[str] = []
+
+    def feed(self, piece: str) -> list[str]:
+        self.buf += piece
+        parts = split_sentences(self.buf)
+        if len(parts) <= 1:
+            return []
+        done, self.buf = parts[:-1], parts[-1]
+        return [x for x in (self._check(d) for d in done) if x]
+
+    def flush(self) -> list[str]:
+        rest, self.buf = self.buf, ""
+        out = self._check(rest) if rest.strip() else None
+        return [out] if out else []
+
+    def _check(self, sentence: str) -> str | None:
+        c = cite(sentence, self.passages, self.notes_dir)
+        self.dropped.extend(c.dropped)
+        if not c.citations:
+            return None
+        self.kept.append(sentence)
+        text = (" " if self.shown and not _CJK.search(self.shown[-1:]) else "") + c.text
+        self.shown += text
+        return text
+
+    def answer(self) -> CitedAnswer:
+        whole = cite("".join(self.kept), self.passages, self.notes_dir)
+        return CitedAnswer(whole.text, whole.citations, self.dropped)
+
+
 def cite(answer: str, passages: Sequence, notes_dir: Path, infer_missing: bool = True) -> CitedAnswer:
     """Check the markers of ``answer`` against ``passages`` (the prompt's, in order)."""
     sentences = split_sentences(answer)
@@ -170,6 +234,10 @@ def cite(answer: str, passages: Sequence, notes_dir: Path, infer_missing: bool =
                 sc = support(body, passages[n - 1].chunk.clean or passages[n - 1].chunk.text)
                 if sc < SUPPORT_MIN:
                     dropped.append(f"[{n}] does not support: {body.strip()[:60]}")
+                    continue
+                if not claim_holds(body, passages[n - 1].chunk.text):
+                    dropped.append(f"[{n}] holds the figure, not with what the sentence says of it: "
+                                   f"{body.strip()[:60]}")
                     continue
                 if n not in citations:
                     cit = make(n, body, sc)

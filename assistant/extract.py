@@ -29,7 +29,7 @@ _TERMINAL = set("。！？；!?;:：")
 # What kind of answer a question wants, and the cue a sentence holding such an answer has:
 # the answer-type step of classic extractive QA. A number for "多少 / how many", a reason for
 # "为什么 / why", a name for "叫什么 / called". A sentence with the cue gets a small bonus.
-_ANSWER_TYPES = [
+ANSWER_TYPES = [
     (re.compile(r"多少|几[个层种次维年倍位]|多大|多长|多高|哪一?年|年代|比例|比率|how (many|much|large|long|big|often)"
                 r"|what (value|number|size|ratio|percentage|fraction)|which year", re.I),
      re.compile(r"\d|[一二两三四五六七八九十百千万亿]+[个层种次维倍年位成]|percent", re.I)),
@@ -102,7 +102,7 @@ class Extract:
 
 def answer_cues(question: str) -> list[re.Pattern]:
     """The sentence cues of the answer types the question asks for."""
-    return [cue for asks, cue in _ANSWER_TYPES if asks.search(question)]
+    return [cue for asks, cue in ANSWER_TYPES if asks.search(question)]
 
 
 def extractive_answer(question: str, passages: Sequence[Passage], lang: str, embedder: Any = None,

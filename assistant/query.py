@@ -3,21 +3,23 @@
     qa = NotesAssistant(settings)
     qa.search("MAE 的掩码率")          -> list[Passage]
     qa.ask("MAE 的掩码率是多少？")      -> Answer (JSON contract: Answer.to_json())
-    for event in qa.stream(question):  -> ("token", str) ... then ("answer", Answer)
+    for kind, value in qa.stream(question):  -> ("retrieved", …) … ("token", str) … ("answer", Answer)
 """
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from .answer import ThinkFilter, build_prompt, evidence, generate, is_refusal, prompt, question_language
-from .extract import extractive_answer, says_nothing
-from .cite import Citation, cite
+from .answer import (ThinkFilter, TokenStream, build_prompt, build_sentence_prompt, evidence, is_refusal, prompt,
+                     question_language)
+from .cite import Citation, SentenceChecker, cite
+from .compose import answers, extractive
+from .extract import says_nothing
+from .sentences import rank_sentences
 from .context import prompt_passages
 from .errors import LLMUnavailableError, UserError
 from .retrieve import HybridRetriever, IndexSnapshot, Passage
@@ -138,101 +140,153 @@ class NotesAssistant:
             return f"{last_q} {question}"
         return out
 
+    def answer_style(self) -> str:
+        """How answers are made: ``extract`` (the best note sentences, no model), ``phrase``
+        (the model rewords the few best sentences) or ``passages`` (the model reads whole
+        passages). ``auto`` follows the model, as measured (benchmarks/README.md)."""
+        style = self.settings.answer_style
+        if style != "auto":
+            return style
+        if self._llm is not None:
+            name = self._llm.name
+        else:
+            from .llm import describe_llm
+
+            name = describe_llm(self.settings).get("answering", "")
+        return style_for_model(name)
+
     def ask(self, question: str, top_k: int | None = None, history: Sequence[tuple[str, str]] = (),
             on_token: Callable[[str], None] | None = None) -> Answer:
-        question = _check_question(question)
-        timings: dict[str, int] = {}
-        t0 = time.perf_counter()
-        standalone = None
-        if history:
-            standalone = self.condense(question, history)
-            timings["condense"] = int((time.perf_counter() - t0) * 1000)
-        q = standalone or question
-        t1 = time.perf_counter()
-        passages = self.search(q, top_k)
-        timings["retrieve"] = int((time.perf_counter() - t1) * 1000)
-        lang = question_language(question)
-        ev = evidence(q, passages, self.settings, lang)
-        warnings: list[str] = []
-        if not ev.enough:
-            text = self._refusal_text(lang, passages)
-            if on_token:
-                on_token(text)
-            timings["total"] = int((time.perf_counter() - t0) * 1000)
-            return Answer(question, text, [], passages, True, None, timings, [f"evidence gate: {ev.reason}"],
-                          standalone_question=standalone)
-        try:
-            loaded = self.llm
-        except UserError as exc:
-            timings["total"] = int((time.perf_counter() - t0) * 1000)
-            return Answer(question, "", [], passages, False, None, timings, [], error=str(exc),
-                          standalone_question=standalone)
-        context = prompt_passages(passages, self._retriever.snap.sections, self.settings, q)
-        plan = build_prompt(q if lang == question_language(q) else question, context, self.settings, lang,
-                            loaded.count_tokens, loaded.context_window)
-        if plan.dropped_for_window:
-            warnings.append(f"{plan.dropped_for_window} lower-ranked passage(s) left out to fit the "
-                            f"{loaded.context_window}-token context window")
-        t2 = time.perf_counter()
-        try:
-            gen = generate(loaded.llm, plan.messages, on_token)
-        except LLMUnavailableError as exc:
-            timings["generate"] = int((time.perf_counter() - t2) * 1000)
-            timings["total"] = int((time.perf_counter() - t0) * 1000)
-            return Answer(question, "", [], passages, False, loaded.name, timings, warnings, error=str(exc),
-                          standalone_question=standalone)
-        timings["generate"] = int((time.perf_counter() - t2) * 1000)
-        if gen.first_token_s is not None:
-            timings["first_token"] = int((t2 - t0 + gen.first_token_s) * 1000)
-        if gen.incomplete:
-            warnings.append(f"answer incomplete: {gen.error}")
-        if is_refusal(gen.text, self.settings):
-            text = self._refusal_text(lang, passages)
-            timings["total"] = int((time.perf_counter() - t0) * 1000)
-            return Answer(question, text, [], passages, True, loaded.name, timings, warnings,
-                          incomplete=gen.incomplete, error=gen.error, standalone_question=standalone)
-        cited = cite(gen.text, plan.passages, self.snapshot.notes_dir)
-        warnings.extend(f"citation removed: {d}" for d in cited.dropped)
-        echo = says_nothing(gen.text, q)
-        if (echo or not cited.citations) and not gen.incomplete:
-            # the model restated the question, or nothing it said could be checked against a
-            # passage: show the note sentences that answer the question best instead
-            ex = extractive_answer(q, plan.passages, lang, self.snapshot.embedder)
-            if ex is not None:
-                checked = cite(ex.text, plan.passages, self.snapshot.notes_dir, infer_missing=False)
-                if checked.citations:
-                    why = "restated the question" if echo else "could not be checked against the notes"
-                    warnings.append(f"the model's answer {why}; showing the note sentences that answer it best "
-                                    f"instead (model said: {gen.text[:120]})")
-                    cited = checked
-        timings["total"] = int((time.perf_counter() - t0) * 1000)
-        return Answer(question, cited.text, cited.citations, passages, False, loaded.name, timings, warnings,
-                      incomplete=gen.incomplete, error=gen.error, standalone_question=standalone)
+        """The whole answer (``on_token`` sees each checked piece of it as it comes)."""
+        for kind, value in self._events(question, top_k, history):
+            if kind == "token" and on_token:
+                on_token(value)
+            elif kind == "answer":
+                return value
+        raise AssertionError("the answer stages ended without an answer")  # pragma: no cover
 
     def stream(self, question: str, top_k: int | None = None,
                history: Sequence[tuple[str, str]] = ()) -> Iterator[tuple[str, Any]]:
-        """Events: ``("token", text)`` while generating, then ``("answer", Answer)``.
+        """The stages as events ``(kind, value)``: ``condensed`` (the standalone question),
+        ``retrieved`` (passages), ``gated`` (Evidence), ``planned`` (the style and the
+        evidence sentences), ``token`` (checked answer text, in order: nothing shown is
+        withdrawn later), then ``answer`` (the Answer). An error the user can fix ends the
+        stream as ``("error", message)``."""
+        try:
+            yield from self._events(question, top_k, history)
+        except UserError as exc:
+            yield ("error", str(exc))
+        except Exception as exc:  # noqa: BLE001 - reported, never a traceback in the UI
+            yield ("error", f"unexpected error: {type(exc).__name__}: {exc}")
 
-        Errors the user can fix come as ``("error", message)``.
-        """
-        q: queue.Queue = queue.Queue()
+    def _events(self, question: str, top_k: int | None, history: Sequence[tuple[str, str]]):
+        question = _check_question(question)
+        t0 = time.perf_counter()
+        run = _Run(question, t0)
+        if history:
+            run.standalone = self.condense(question, history)
+            run.timings["condense"] = run.ms()
+            yield ("condensed", run.standalone)
+        q = run.standalone or question
+        t1 = time.perf_counter()
+        passages = self.search(q, top_k)
+        run.passages = passages
+        run.timings["retrieve"] = int((time.perf_counter() - t1) * 1000)
+        yield ("retrieved", passages)
+        lang = question_language(question)
+        ev = evidence(q, passages, self.settings, lang)
+        yield ("gated", ev)
+        if not ev.enough:
+            yield from self._refuse(run, lang, f"evidence gate: {ev.reason}")
+            return
+        style = self.answer_style()
+        context = prompt_passages(passages, self.snapshot.sections, self.settings, q)
+        ranked = rank_sentences(q, context, self.snapshot.embedder, limit=self.settings.prompt_passages)
+        best = ranked[: self.settings.evidence_sentences]
+        yield ("planned", {"style": style, "sentences": best})
+        if not best or not answers(q, best[0]) or best[0].score < self.settings.min_sentence_score:
+            why = "no sentence holds what the question asks for" if best else "no sentence to answer from"
+            yield from self._refuse(run, lang, f"sentence evidence: {why}")
+            return
+        if style == "extract":
+            yield from self._extract(run, q, lang, context, ranked, None)
+            return
+        try:
+            loaded = self.llm
+        except UserError as exc:
+            yield ("answer", run.answer("", [], False, None, error=str(exc)))
+            return
+        if style == "phrase":
+            messages = build_sentence_prompt(q if lang == question_language(q) else question, best,
+                                             self.settings, lang)
+            shown = context
+        else:
+            plan = build_prompt(q if lang == question_language(q) else question, context, self.settings, lang,
+                                loaded.count_tokens, loaded.context_window)
+            if plan.dropped_for_window:
+                run.warnings.append(f"{plan.dropped_for_window} lower-ranked passage(s) left out to fit the "
+                                    f"{loaded.context_window}-token context window")
+            messages, shown = plan.messages, plan.passages
+        yield from self._generate(run, q, lang, loaded, messages, shown, ranked)
 
-        def run():
-            try:
-                ans = self.ask(question, top_k, history, on_token=lambda t: q.put(("token", t)))
-                q.put(("answer", ans))
-            except UserError as exc:
-                q.put(("error", str(exc)))
-            except Exception as exc:  # noqa: BLE001 - reported, never a traceback in the UI
-                q.put(("error", f"unexpected error: {type(exc).__name__}: {exc}"))
-            q.put(None)
+    def _generate(self, run: "_Run", q: str, lang: str, loaded: Any, messages: list[Any],
+                  shown: Sequence[Passage], ranked: Sequence[Any]):
+        """Stream the model's answer sentence by sentence, each shown only once it checks."""
+        t2 = time.perf_counter()
+        tokens = TokenStream(loaded.llm, messages)
+        checker = SentenceChecker(shown, self.snapshot.notes_dir)
+        try:
+            for piece in tokens:
+                for checked in checker.feed(piece):
+                    if run.first_token is None:
+                        run.first_token = int((time.perf_counter() - run.t0) * 1000)
+                    yield ("token", checked)
+        except LLMUnavailableError as exc:
+            run.timings["generate"] = int((time.perf_counter() - t2) * 1000)
+            yield ("answer", run.answer("", [], False, loaded.name, error=str(exc)))
+            return
+        gen = tokens.result
+        for checked in checker.flush():
+            if run.first_token is None:
+                run.first_token = int((time.perf_counter() - run.t0) * 1000)
+            yield ("token", checked)
+        run.timings["generate"] = int((time.perf_counter() - t2) * 1000)
+        if run.first_token is not None:
+            run.timings["first_token"] = run.first_token
+        if gen.incomplete:
+            run.warnings.append(f"answer incomplete: {gen.error}")
+        if is_refusal(gen.text, self.settings):
+            yield from self._refuse(run, lang, "the model found no answer in the passages", llm=loaded.name,
+                                    incomplete=gen.incomplete, error=gen.error)
+            return
+        cited = checker.answer()
+        run.warnings.extend(f"citation removed: {d}" for d in cited.dropped)
+        if (says_nothing(gen.text, q) or not cited.citations) and not gen.incomplete:
+            # nothing the model said checks against a passage (or it restated the question):
+            # the best note sentences answer instead
+            run.warnings.append(f"the model's answer could not be checked against the notes; showing the "
+                                f"note sentences that answer best instead (model said: {gen.text[:120]})")
+            yield from self._extract(run, q, lang, shown, ranked, loaded.name, shown_before=checker.shown)
+            return
+        yield ("answer", run.answer(cited.text, cited.citations, False, loaded.name, incomplete=gen.incomplete,
+                                    error=gen.error))
 
-        threading.Thread(target=run, daemon=True).start()
-        while True:
-            item = q.get()
-            if item is None:
-                return
-            yield item
+    def _extract(self, run: "_Run", q: str, lang: str, passages: Sequence[Passage], ranked: Sequence[Any],
+                 llm_name: str | None, shown_before: str = ""):
+        text = extractive(q, ranked)
+        cited = cite(text, passages, self.snapshot.notes_dir, infer_missing=False) if text else None
+        if cited is None or not cited.citations:
+            yield from self._refuse(run, lang, "no note sentence answers the question", llm=llm_name)
+            return
+        if not shown_before:
+            yield ("token", cited.text)
+        yield ("answer", run.answer(cited.text, cited.citations, False, llm_name or "extractive"))
+
+    def _refuse(self, run: "_Run", lang: str, why: str, llm: str | None = None, **kw):
+        text = self._refusal_text(lang, run.passages)
+        yield ("token", text)
+        run.warnings.append(why)
+        yield ("answer", run.answer(text, [], True, llm, **kw))
 
     def _refusal_text(self, lang: str, passages: Sequence[Passage]) -> str:
         head = prompt(self.settings, "refuse", lang).strip()
@@ -244,6 +298,36 @@ class NotesAssistant:
             if len(near) == 3:
                 break
         return head + ("\n" + "\n".join(near) if near else "")
+
+
+# measured on the report part of every suite (benchmarks/README.md, "Answers"): the small
+# embedded models keep more facts quoting the best sentence than writing; a model served
+# by Ollama (7B-class for most users) reads whole passages
+STYLE_BY_BACKEND = {"embedded": "extract", "ollama": "passages"}
+
+
+def style_for_model(name: str) -> str:
+    return STYLE_BY_BACKEND.get(name.split(":", 1)[0], "passages")
+
+
+@dataclass
+class _Run:
+    """What one ask has gathered so far (the events' shared state)."""
+    question: str
+    t0: float
+    standalone: str | None = None
+    passages: list[Passage] = field(default_factory=list)
+    timings: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    first_token: int | None = None
+
+    def ms(self) -> int:
+        return int((time.perf_counter() - self.t0) * 1000)
+
+    def answer(self, text: str, citations: list[Citation], refused: bool, llm: str | None, **kw) -> Answer:
+        self.timings["total"] = self.ms()
+        return Answer(self.question, text, citations, self.passages, refused, llm, dict(self.timings),
+                      list(self.warnings), standalone_question=self.standalone, **kw)
 
 
 def _check_question(question: str) -> str:

@@ -32,7 +32,7 @@ from ingest.index import (
     load_snapshot_chunks,
     load_snapshot_vectors,
 )
-from ingest.keywords import char_ngrams, tokenize
+from ingest.keywords import char_ngrams, text_language as question_language, tokenize, translate_terms
 
 from .errors import IndexMismatchError, NoIndexError
 
@@ -92,6 +92,8 @@ class IndexSnapshot:
         self._embedder = None
         self._dupes: dict[str, list[StoredChunk]] | None = None
         self._sections = None
+        self._terms = None
+        self._language: str | None = None
         self._lock = threading.Lock()
 
     def is_stale(self) -> bool:
@@ -181,6 +183,26 @@ class IndexSnapshot:
                 self._sections = SectionIndex(self.chunks)
             return self._sections
 
+    @property
+    def terms(self) -> dict[str, set[str]]:
+        """The notes' own bilingual term table (``ingest.keywords.bilingual_terms``)."""
+        with self._lock:
+            if self._terms is None:
+                from ingest.keywords import bilingual_terms
+
+                self._terms = bilingual_terms(c.clean or c.text for c in self.chunks if c.kind != "code")
+            return self._terms
+
+    @property
+    def language(self) -> str:
+        """``zh`` or ``en``: the language most of the notes' prose is written in."""
+        if self._language is None:
+            from ingest.keywords import text_language
+
+            prose = [c.clean or c.text for c in self.chunks if c.kind != "code"]
+            self._language = text_language("".join(prose[:: max(1, len(prose) // 400)]))
+        return self._language
+
     def duplicates_of(self, c: StoredChunk) -> list[StoredChunk]:
         """Other chunks whose text is the same passage (a note copied into several files)."""
         if self._dupes is None:
@@ -218,16 +240,17 @@ class KeywordRetriever(BaseRetriever):
     """BM25 over jieba + English word tokens, from the snapshot's bm25s index; with
     ``chars=True``, over Chinese character n-grams instead (see ``ingest.keywords.char_ngrams``)."""
 
-    def __init__(self, snap: IndexSnapshot, top_k: int = 30, chars: bool = False):
+    def __init__(self, snap: IndexSnapshot, top_k: int = 30, chars: bool = False, bm25=None, tokenizer=None):
         super().__init__()
         self.snap = snap
         self.top_k = top_k
         self.chars = chars
-        self.tokenize = char_ngrams if chars else tokenize
+        self.tokenize = tokenizer or (char_ngrams if chars else tokenize)
+        self._own_bm25 = bm25  # an index built in memory with another tokenizer (benchmarks/ablation.py)
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         tokens = self.tokenize(query_bundle.query_str)
-        bm = self.snap.bm25_chars if self.chars else self.snap.bm25
+        bm = self._own_bm25 or (self.snap.bm25_chars if self.chars else self.snap.bm25)
         if bm is None or not tokens:
             return []
         known = [t for t in tokens if t in bm.vocab_dict]
@@ -350,9 +373,14 @@ class HybridRetriever(BaseRetriever):
         k = top_k or self.top_k
         bundle = QueryBundle(query)
         s = self.settings
-        ranked = {name: (r.retrieve(bundle), w) for name, r, w in (
-            ("dense", self.dense, s.vector_weight), ("words", self.keyword, s.keyword_weight),
-            ("chars", self.chars, s.char_weight)) if w > 0}
+        keywords = bundle
+        if s.term_expansion and question_language(query) != self.snap.language:
+            extra = translate_terms(query, self.snap.terms)
+            if extra:
+                keywords = QueryBundle(f"{query} {extra}")
+        ranked = {name: (r.retrieve(b), w) for name, r, b, w in (
+            ("dense", self.dense, bundle, s.vector_weight), ("words", self.keyword, keywords, s.keyword_weight),
+            ("chars", self.chars, keywords, s.char_weight)) if w > 0}
         return fuse(self.snap, ranked, s, k, query)
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:

@@ -69,11 +69,18 @@ class Settings(BaseSettings):
     char_weight: float = Field(default=0.25, ge=0, description="Weight of the Chinese character n-gram index "
                                "in the fusion (it catches what word segmentation misses)")
     rrf_k: int = Field(default=60, ge=1)
+    term_expansion: bool = Field(default=False, description="Add the other-language names of a question's terms "
+                                 "(mined from the notes, e.g. 自注意力（self-attention）) to its keyword search")
     code_penalty: float = Field(default=0.5, ge=0, le=1, description="Fused-score factor for code chunks "
                                 "when the question is not about code")
     question_penalty: float = Field(default=0.5, ge=0, le=1, description="Fused-score factor for passages "
                                     "that are mostly questions (exercise lists)")
     candidates: int = Field(default=30, ge=5, description="Hits taken from each retriever before fusion")
+    answer_style: str = Field(default="auto", pattern="^(auto|extract|phrase|passages)$",
+                              description="extract: the best note sentences, no model; phrase: the model rewords "
+                              "the few best sentences; passages: the model reads whole passages; auto: by model")
+    evidence_sentences: int = Field(default=3, ge=1, le=12, description="Best sentences the phrase style shows")
+    min_sentence_score: float = Field(default=0.0, description="Refuse when the best sentence scores under this")
     # the evidence gate (measured on held-apart questions: e5 similarities of off-topic
     # Chinese questions reach 0.85, so similarity alone cannot gate; term overlap can)
     min_overlap: float = Field(default=0.5, description="Evidence gate: share of question terms found, alone")

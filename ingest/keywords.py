@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from functools import lru_cache
 
 _lock = threading.Lock()
 _ready = False
@@ -30,6 +31,36 @@ STOPWORDS = set(
 )
 
 
+# English function words beyond the list above (the usual search-engine set): with
+# stemming they would otherwise match every English passage
+STOPWORDS |= set(
+    """also am any because before between both but each few further here hers herself him himself
+    itself just more most much myself nor now once only other ought ours ourselves out over own same
+    some such theirs themselves through too under until up very while whenever whether yours yourself
+    yourselves get gets got use used uses using one two""".split()
+) - {"one", "two"}  # numbers are facts people ask for
+
+
+@lru_cache(maxsize=200_000)
+def stem(word: str) -> str:
+    """The English stem of a lower-cased ASCII word (``networks`` -> ``network``,
+    ``regularization`` -> ``regular``); other words unchanged.
+
+    Snowball (Porter2) through NLTK, which llama-index-core already depends on and which
+    needs no downloaded data for stemming; bm25s's own stemmer hook wants PyStemmer, an
+    extra compiled dependency for the same algorithm."""
+    if not word.isascii() or not word[:1].isalpha() or len(word) <= 3:
+        return word
+    return _stemmer().stem(word)
+
+
+@lru_cache(maxsize=1)
+def _stemmer():
+    from nltk.stem.snowball import SnowballStemmer
+
+    return SnowballStemmer("english")
+
+
 def _init():
     global _ready
     with _lock:
@@ -41,8 +72,9 @@ def _init():
             _ready = True
 
 
-def tokenize(text: str, drop_stopwords: bool = True) -> list[str]:
-    """Keyword tokens of ``text`` (duplicates kept: BM25 needs term frequency)."""
+def tokenize(text: str, drop_stopwords: bool = True, stem_english: bool = True) -> list[str]:
+    """Keyword tokens of ``text`` (duplicates kept: BM25 needs term frequency). English
+    words are stemmed, so "regularizing" in a question meets "regularization" in a note."""
     import jieba
 
     _init()
@@ -62,7 +94,7 @@ def tokenize(text: str, drop_stopwords: bool = True) -> list[str]:
                 continue
             if len(w) == 1 and _CJK.match(w) and w in "的了是在和与及或也都而就又被把对从到为以于上中下之其":
                 continue
-            out.append(w)
+            out.append(stem(w) if stem_english else w)
     return out
 
 
@@ -93,3 +125,77 @@ def char_ngrams(text: str) -> list[str]:
 def content_terms(text: str) -> set[str]:
     """The distinct topic-bearing terms of a text (for overlap checks, not ranking)."""
     return {t for t in tokenize(text) if len(t) > 1 or t.isdigit() or not t.isascii()}
+
+
+_ZH_THEN_EN = re.compile(r"([\u3400-\u9fff]{2,24})\s*[（(]\s*([A-Za-z][A-Za-z0-9 \-']{1,48}?)\s*[,，;；)）]")
+_EN_THEN_ZH = re.compile(r"([A-Za-z][A-Za-z0-9\-']*(?: [A-Za-z][A-Za-z0-9\-']*){0,4})\s*[（(]\s*([\u3400-\u9fff]{2,12})"
+                         r"\s*[,，;；)）]")
+
+
+_EMPHASIS = re.compile(r"[*_`]+")
+
+
+def bilingual_terms(texts) -> dict[str, set[str]]:
+    """A term table mined from notes that write a term in both languages, as textbooks and
+    study notes do: "自注意力（self-attention）", "dropout（暂退法）". Maps each lower-cased
+    English term to its Chinese names and each Chinese term to its English names.
+
+    Why: a question in one language over notes in the other shares no keyword with them,
+    and the keyword half of hybrid search then only adds noise; the notes themselves say
+    how their terms translate."""
+    import jieba
+
+    _init()
+    table: dict[str, set[str]] = {}
+    for text in texts:
+        if "（" not in text and "(" not in text:
+            continue
+        text = _EMPHASIS.sub("", text)  # "*词元*（token）": Markdown emphasis around the term
+        for m in _ZH_THEN_EN.finditer(text):
+            zh_run, en = m.group(1), " ".join(m.group(2).lower().split())
+            # the Chinese term is the tail of the run before the bracket: its last word or two
+            words = [w for w in jieba.cut(zh_run) if w.strip()]
+            zh = words[-1] if words else ""
+            if len(zh) < 2 and len(words) >= 2:
+                zh = words[-2] + zh
+            elif len(words) >= 2 and len(words[-2]) + len(zh) <= 6 and words[-2] not in STOPWORDS:
+                zh = words[-2] + zh
+            _add_pair(table, zh, en)
+        for m in _EN_THEN_ZH.finditer(text):
+            _add_pair(table, m.group(2), " ".join(m.group(1).lower().split()))
+    return table
+
+
+_NAMING = re.compile(r"^(称之为|称为|叫做|叫作|也叫|简称|即|就是|或者|或|的|是)")
+
+
+def _add_pair(table: dict[str, set[str]], zh: str, en: str) -> None:
+    zh = _NAMING.sub("", zh)
+    if len(zh) < 2 or len(en) < 3 or en in STOPWORDS or zh in STOPWORDS:
+        return
+    table.setdefault(en, set()).add(zh)
+    table.setdefault(zh, set()).add(en)
+
+
+def translate_terms(question: str, table: dict[str, set[str]]) -> str:
+    """The other-language names (from ``bilingual_terms``) of the terms that the question
+    uses, as one string to add to the question's keyword side; empty when none match."""
+    if not table:
+        return ""
+    q = question.lower()
+    extra: list[str] = []
+    for en_or_zh, names in table.items():
+        if en_or_zh.isascii():
+            if re.search(r"(?<![a-z])" + re.escape(en_or_zh) + r"(?:s|es)?(?![a-z])", q):
+                extra.extend(sorted(names))
+        elif en_or_zh in question:
+            extra.extend(sorted(names))
+    return " ".join(dict.fromkeys(extra))
+
+
+_ASCII_WORD = re.compile(r"[A-Za-z]+")
+
+
+def text_language(text: str) -> str:
+    """``zh`` when CJK characters are at least as many as English words, else ``en``."""
+    return "zh" if len(_CJK.findall(text)) >= max(1, len(_ASCII_WORD.findall(text))) else "en"

@@ -1,0 +1,76 @@
+"""From ranked evidence sentences to a short answer, or to an honest refusal.
+
+The extractive answer is the best sentence, cut to the clause that answers when it is
+long (no paste over ``MAX_CLAIM_CHARS``), and a second sentence when it scores close to
+the first; each ends with the ``[n]`` of its passage, so ``cite()`` checks and locates it
+like any model answer.
+
+A near miss (the notes discuss the topic, not the detail asked) is refused: the best
+sentence must hold the kind of thing the question asks for (a number for 多少 / how many)
+and score at least ``MIN_SCORE``. The thresholds were chosen on the `tune` part of the
+suites (benchmarks/sentences.py) and are reported on the `report` part.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+from .cite import support
+from .extract import ANSWER_TYPES, answer_cues
+from .sentences import Sentence
+
+MAX_CLAIM_CHARS = 120
+SECOND_MARGIN = 0.03  # a second sentence joins the answer when it scores within this of the first
+MIN_SCORE = 0.0  # below it the best sentence does not answer: refuse (0 = never on score alone)
+_CLAUSE_END = re.compile(r"(?<=[，；：,;:])\s*|(?<=[。！？!?])\s*")
+
+
+def trim(sentence: str, question: str, limit: int = MAX_CLAIM_CHARS) -> str:
+    """``sentence`` when it fits in ``limit`` characters; else the run of its clauses (a
+    verbatim substring) that holds the most of the question's terms and of the answer
+    type asked for, within the limit."""
+    text = " ".join(sentence.split()) if not re.search(r"[\u3400-\u9fff]", sentence) else sentence.strip()
+    if len(text) <= limit:
+        return text
+    cuts = [0] + [m.end() for m in _CLAUSE_END.finditer(text) if 0 < m.end() < len(text)] + [len(text)]
+    cues = answer_cues(question)
+    best, best_score = "", -1.0
+    for i in range(len(cuts) - 1):
+        for j in range(i + 1, len(cuts)):
+            piece = text[cuts[i]:cuts[j]].strip()
+            if len(piece) > limit:
+                break
+            score = support(question, piece) + 0.5 * sum(1 for c in cues if c.search(piece)) + len(piece) / (10 * limit)
+            if score > best_score:
+                best, best_score = piece, score
+    if not best:  # one clause longer than the limit: cut it at a word or character
+        best = text[:limit]
+        if not re.search(r"[\u3400-\u9fff]", best):
+            best = best.rsplit(" ", 1)[0]
+    return best
+
+
+def answers(question: str, s: Sentence) -> bool:
+    """Does the sentence hold the kind of thing asked for? A question that asks for a
+    number (多少 / how many) needs a sentence with one; other kinds are not checked here."""
+    asks_number, number = ANSWER_TYPES[0]
+    return not asks_number.search(question) or bool(number.search(s.plain))
+
+
+def extractive(question: str, ranked: Sequence[Sentence], max_sentences: int = 2) -> str | None:
+    """The answer text with ``[n]`` markers, or None when no sentence answers."""
+    usable = [s for s in ranked if s.score >= MIN_SCORE]
+    if not usable or not answers(question, usable[0]):
+        return None
+    chosen = [usable[0]]
+    for s in usable[1:max_sentences]:
+        if usable[0].score - s.score <= SECOND_MARGIN and s.passage.chunk.file == usable[0].passage.chunk.file:
+            chosen.append(s)
+    parts = []
+    for s in chosen:
+        claim = trim(s.one_line, question).rstrip()
+        end = claim[-1:] if claim[-1:] in "。！？!?.;；" else ""
+        body = claim[:-1] if end else claim
+        parts.append(f"{body} [{s.n}]{end or ('。' if re.search(r'[一-鿿]', body) else '.')}")
+    return " ".join(parts)

@@ -1,0 +1,104 @@
+"""Sentence evidence: the sentences of the retrieved passages, ranked for the question.
+
+This is the answer-selection step of classic extractive QA. The fact a question asks for
+is almost always among a handful of retrieved sentences (measured: among the 8 best 93%
+of the time on the seed notes, 75% on real Markdown); a small model loses it when it
+writes over whole passages. So the answer path ranks sentences first, and the model (if
+any) phrases only the few that answer.
+
+Each sentence is scored by a weighted sum of features (``FEATURES``): its e5 similarity
+to the question, the share of the question's terms it holds, the share the heading path
+of its passage holds, whether it holds the kind of thing asked for (a number for 多少 /
+how many, a reason for 为什么 / why, a name), the retrieval rank of its passage, and
+whether it is the passage's first sentence. The weights were chosen on the `tune` part
+of the suites (benchmarks/sentences.py) and are reported on the `report` part.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from ingest.split import clean_markup
+
+from .cite import support, terms
+from .extract import answer_cues, note_sentences, one_line
+from .retrieve import Passage
+
+# chosen on the tune part of every suite by benchmarks/sentences.py --fit
+WEIGHTS = {"dense": 1.0, "lexical": 0.3, "heading": 0.05, "cue": 0.05, "rank": 0.05, "first": 0.0, "short": -0.1}
+FEATURES = tuple(WEIGHTS)
+MIN_PLAIN_CHARS = 8
+
+
+@dataclass
+class Sentence:
+    n: int  # 1-based number of its passage in the list it was ranked from
+    passage: Passage
+    verbatim: str  # exact text of the chunk (so of the file)
+    plain: str  # without Markdown / LaTeX markup
+    features: dict[str, float] = field(default_factory=dict)
+    score: float = 0.0
+
+    @property
+    def one_line(self) -> str:
+        return one_line(self.verbatim)
+
+
+def candidates(passages: Sequence[Passage], limit: int) -> list[Sentence]:
+    """The prose sentences of the first ``limit`` passages (labels, image lines and lone
+    formulas left out)."""
+    out: list[Sentence] = []
+    seen: set[str] = set()
+    for n, p in enumerate(passages[:limit], 1):
+        if p.chunk.kind == "code":
+            continue
+        text = p.chunk.text
+        for i, (s, e) in enumerate(note_sentences(text)):
+            verbatim = text[s:e].strip()
+            plain = clean_markup(verbatim).strip()
+            if len(plain) < MIN_PLAIN_CHARS or len(terms(plain)) < 3:
+                continue
+            key = re.sub(r"\s+", "", plain)
+            if key in seen:  # the same sentence in two passages: keep the better-ranked one
+                continue
+            seen.add(key)
+            out.append(Sentence(n, p, verbatim, plain, {"first": 1.0 if i == 0 else 0.0}))
+    return out
+
+
+def featurize(question: str, sents: list[Sentence], embedder: Any = None) -> None:
+    cues = answer_cues(question)
+    if embedder is not None and sents:
+        q = embedder.get_query_embedding(question)
+        vecs = embedder.get_text_embedding_batch([s.plain for s in sents])
+        dense = [sum(x * y for x, y in zip(q, v)) for v in vecs]
+    else:
+        dense = [0.0] * len(sents)
+    heading_cache: dict[int, float] = {}
+    for s, d in zip(sents, dense):
+        s.features["dense"] = float(d)
+        s.features["lexical"] = support(question, s.plain)
+        if s.n not in heading_cache:
+            h = s.passage.chunk.heading_path
+            heading_cache[s.n] = support(question, h) if h else 0.0
+        s.features["heading"] = heading_cache[s.n]
+        s.features["cue"] = float(sum(1 for cue in cues if cue.search(s.plain)))
+        s.features["rank"] = 1.0 / s.n
+        s.features["short"] = 1.0 if len(s.plain) < 20 else 0.0
+
+
+def score(sents: list[Sentence], weights: dict[str, float] | None = None) -> list[Sentence]:
+    w = weights or WEIGHTS
+    for s in sents:
+        s.score = sum(w.get(k, 0.0) * v for k, v in s.features.items())
+    return sorted(sents, key=lambda s: -s.score)
+
+
+def rank_sentences(question: str, passages: Sequence[Passage], embedder: Any = None, limit: int = 4,
+                   weights: dict[str, float] | None = None) -> list[Sentence]:
+    """The sentences of the first ``limit`` passages, best first."""
+    sents = candidates(passages, limit)
+    featurize(question, sents, embedder)
+    return score(sents, weights)

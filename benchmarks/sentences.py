@@ -1,0 +1,139 @@
+"""Sentence ranking alone, before any LLM: is the fact asked for in the best sentence?
+
+    .venv/bin/python benchmarks/sentences.py examples/suites/*.yaml --part tune --fit
+    .venv/bin/python benchmarks/sentences.py examples/suites/*.yaml --part report
+
+For each answerable case: the shipped retrieval, then the sentences of the first --limit
+passages ranked by `assistant.sentences` (the product's ranker). Prints, per suite and
+question language, the share of the case's must_include facts held by the top-1 sentence,
+by the top 2 together, the best single sentence among the top 3, and the best sentence
+among all candidates (the upper bound for selection). `--fit` grid-searches the feature
+weights on the part given (use `--part tune`) and prints the weights that maximise the mean
+top-1 coverage over all suites; the result goes into `assistant/sentences.py` by hand.
+
+Features are computed once per case and cached in --work, so refits take seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+def collect(suite_path: Path, part: str, limit: int, work: Path) -> list[dict]:
+    from ablation import load
+
+    from assistant.answer import question_language
+    from assistant.evaluate import facts_found
+    from assistant.query import NotesAssistant
+    from assistant.sentences import candidates, featurize
+    from assistant.settings import load_settings
+    from ingest.pipeline import run_ingest
+
+    suite, cases = load(suite_path, part)
+    if not cases or not suite.notes_dir.exists():
+        return []
+    data_dir = work / f"{suite_path.stem}-c400"
+    s = load_settings(data_dir=data_dir)
+    run_ingest(s, suite.notes_dir)
+    qa = NotesAssistant(s, notes_dir=suite.notes_dir)
+    rows = []
+    for c in cases:
+        ps = qa.search(c.question, top_k=max(limit, s.top_k))
+        sents = candidates(ps, limit)
+        featurize(c.question, sents, qa.snapshot.embedder)
+        rows.append({"suite": suite_path.stem, "id": c.id, "lang": question_language(c.question),
+                     "facts": c.must_include,
+                     "sentences": [{"text": x.plain, "features": x.features,
+                                    "cover": _cover(facts_found(x.plain, c.must_include))} for x in sents]})
+    return rows
+
+
+def _cover(found: list[bool]) -> float:
+    return sum(found) / len(found) if found else 1.0
+
+
+def evaluate(rows: list[dict], weights: dict[str, float]) -> dict:
+    from assistant.evaluate import facts_found
+
+    top1, top2, best3, upper = [], [], [], []
+    for r in rows:
+        sents = r["sentences"]
+        if not sents:
+            top1.append(0.0), top2.append(0.0), best3.append(0.0), upper.append(0.0)
+            continue
+        ranked = sorted(sents, key=lambda x: -sum(weights.get(k, 0.0) * v for k, v in x["features"].items()))
+        top1.append(ranked[0]["cover"])
+        joined = " ".join(x["text"] for x in ranked[:2])
+        top2.append(_cover(facts_found(joined, r["facts"])))
+        best3.append(max(x["cover"] for x in ranked[:3]))
+        upper.append(max(x["cover"] for x in sents))
+    m = lambda xs: round(statistics.mean(xs), 3) if xs else None  # noqa: E731
+    return {"n": len(rows), "top1": m(top1), "top2": m(top2), "best_of_3": m(best3), "upper": m(upper)}
+
+
+GRID = {"dense": [1.0], "lexical": [0.0, 0.15, 0.3, 0.6], "heading": [0.0, 0.05, 0.15],
+        "cue": [0.0, 0.02, 0.05, 0.1], "rank": [0.0, 0.02, 0.05, 0.1], "first": [0.0, 0.02, 0.05],
+        "short": [0.0, -0.05, -0.1]}
+
+
+def fit(rows_by_suite: dict[str, list[dict]]) -> dict[str, float]:
+    """The grid point with the best mean (over suites) top-1 coverage; ties to the simpler."""
+    best, best_w = -1.0, None
+    keys = list(GRID)
+    for values in itertools.product(*(GRID[k] for k in keys)):
+        w = dict(zip(keys, values))
+        score = statistics.mean(evaluate(rows, w)["top1"] for rows in rows_by_suite.values() if rows)
+        simple = sum(1 for v in values if v)
+        if score > best + 1e-9 or (abs(score - best) <= 1e-9 and simple < sum(1 for v in best_w.values() if v)):
+            best, best_w = score, w
+    return best_w
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("suites", nargs="+", type=Path)
+    ap.add_argument("--part", default="tune", choices=["tune", "report", "all"])
+    ap.add_argument("--limit", type=int, default=4, help="passages whose sentences are ranked")
+    ap.add_argument("--fit", action="store_true")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/notes-assistant-ablation"))
+    args = ap.parse_args()
+
+    from assistant.sentences import WEIGHTS
+
+    rows_by_suite: dict[str, list[dict]] = {}
+    for sp in args.suites:
+        cache = args.work / f"sentences-{sp.stem}-{args.part}-{args.limit}.json"
+        if cache.exists() and cache.stat().st_mtime > max(sp.stat().st_mtime, _code_mtime()):
+            rows = json.loads(cache.read_text())
+        else:
+            rows = collect(sp, args.part, args.limit, args.work)
+            args.work.mkdir(parents=True, exist_ok=True)
+            cache.write_text(json.dumps(rows, ensure_ascii=False))
+        rows_by_suite[sp.stem] = rows
+    weights = fit(rows_by_suite) if args.fit else WEIGHTS
+    if args.fit:
+        print("fitted weights:", json.dumps(weights))
+    for name, rows in rows_by_suite.items():
+        for lang in ("all", "zh", "en"):
+            sub = [r for r in rows if lang == "all" or r["lang"] == lang]
+            if sub:
+                print(f"{name:<20} {args.part:<6} {lang:<3}", json.dumps(evaluate(sub, weights)))
+    return 0
+
+
+def _code_mtime() -> float:
+    return max(p.stat().st_mtime for p in [ROOT / "assistant" / "sentences.py", ROOT / "assistant" / "retrieve.py",
+                                           ROOT / "ingest" / "split.py", ROOT / "ingest" / "keywords.py"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
