@@ -8,7 +8,7 @@ A suite is a YAML file::
     cases:
       - id: mae-mask-ratio
         question: MAE 预训练时遮住图片的比例大概是多少？
-        kind: fact                  # fact | why | compare | multi | unanswerable | english
+        kind: fact                  # fact | why | compare | multi | unanswerable | english | chinese
         sources: [001_311fe848aa0cfec6.txt]      # every file that holds the evidence; [] if unanswerable
         must_include: [["75%", "百分之七十五"]]   # facts, each a list of acceptable forms
         must_not_include: ["50%"]                # optional
@@ -36,7 +36,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 from .errors import UserError
 
-KINDS = ("fact", "why", "compare", "multi", "unanswerable", "english")
+# english / chinese: asked in that language, about notes written in the other one
+KINDS = ("fact", "why", "compare", "multi", "unanswerable", "english", "chinese")
 
 # name, label, higher is better, gateable
 METRICS: list[tuple[str, str, bool, bool]] = [
