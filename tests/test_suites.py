@@ -1,7 +1,9 @@
 """The graded suites: their ground truth, the grader, and the gate run through the real CLI.
 
-- Ground truth: every case's `evidence` stands verbatim in each named source file and in no
-  other file of the folder; every must_include fact is grounded in the sources; every kind is
+- Ground truth, over every suite in examples/suites: every case's `evidence` stands verbatim, within
+  one line, in each named source file and in no other file of the folder; every must_include fact is
+  grounded in the sources; questions paraphrase rather than copy; every case's chapter lies in
+  exactly one of the suite's `parts` (tune / report), the same split across suites; every kind is
   present; the counts the issue asks for hold.
 - The grader on real files (citation validity, recall over repeated passages, matching rules).
 - CI gate: `assistant eval` on the sample suite (and the seed suite when ../shared is present)
@@ -50,11 +52,39 @@ needs_shared = pytest.mark.skipif(not SHARED_NOTES.is_dir(), reason="../shared/n
 
 # --- ground truth ------------------------------------------------------------------------------
 
+SUITE_FILES = sorted(SUITES.glob("*.yaml"))
+MARKDOWN_CHAPTERS = {"tune": ["multilayer-perceptrons", "nlp-pretraining", "recurrent-modern", "linear-networks"],
+                     "report": ["convolutional-neural-networks", "recurrent-neural-networks",
+                                "deep-learning-computation"]}
+
+
+def _raw(path: Path) -> dict:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def _notes_dir(path: Path) -> Path:
+    return (path.parent / str(_raw(path)["notes"])).resolve()
+
+
 def _suite_params():
-    md_ok = pytest.mark.skipif(not (REPO.parent / "shared" / "corpora" / "markdown-zh" / "notes").is_dir(),
-                               reason="../shared/corpora/markdown-zh is not beside the repo")
-    return [pytest.param(SAMPLE, id="sample"), pytest.param(SEED, id="seed", marks=[needs_shared, pytest.mark.shared]),
-            pytest.param(SUITES / "markdown-zh.yaml", id="markdown-zh", marks=[md_ok, pytest.mark.shared])]
+    """Every suite file; one whose notes live outside the repository (../shared) and are absent is skipped."""
+    params = []
+    for path in SUITE_FILES:
+        notes = _notes_dir(path)
+        marks = []
+        if not notes.is_relative_to(REPO):
+            marks = [pytest.mark.shared,
+                     pytest.mark.skipif(not notes.is_dir(), reason=f"{notes} is not beside the repo")]
+        params.append(pytest.param(path, id=path.stem, marks=marks))
+    return params
+
+
+def _chapter(raw_case: dict) -> str | None:
+    """A case's chapter: its `chapter:` if given, else the first path component of its first source."""
+    if raw_case.get("chapter"):
+        return str(raw_case["chapter"]).strip()
+    sources = raw_case.get("sources") or []
+    return sources[0].strip().split("/")[0] if sources else None
 
 
 @pytest.mark.parametrize("path", _suite_params())
@@ -77,6 +107,11 @@ def test_evidence_stands_in_exactly_the_named_sources(path):
             here = {f for f in files if quote in notes.text(f)}
             if not here:
                 problems.append(f"{case.id}: evidence {quote!r} stands in no file")
+            # a quote lies within one line (English notes are one clause per line: a quote across lines
+            # would name a passage no line-level citation can hold)
+            for f in sorted(here):
+                if not any(quote in line for line in notes.text(f).splitlines()):
+                    problems.append(f"{case.id}: evidence {quote!r} spans lines in {f}")
             if len(case.evidence) == 1 and here != set(case.sources):
                 problems.append(f"{case.id}: evidence stands in {sorted(here)}, sources say {case.sources}")
             holders |= here
@@ -100,8 +135,10 @@ def test_facts_are_grounded_and_questions_paraphrased(path):
                     problems.append(f"{case.id}: no form of {fact} stands in its sources")
                 if not any(matches(alt, normalize(case.answer)) for alt in fact):
                     problems.append(f"{case.id}: the reference answer lacks {fact}")
-            # a student's question, not the note's wording: no run of 8+ Chinese characters copied (terms are shorter)
+            # a student's question, not the note's wording: no run of 8+ Chinese characters copied (terms are
+            # shorter), and no run of 4+ English words copied from the evidence line
             q = normalize(case.question)
+            q_words = re.findall(r"[a-z0-9]+", case.question.lower())
             for quote in case.evidence:
                 e = normalize(quote)
                 for run in re.findall(r"[\u3400-\u9fff]{8,}", q):
@@ -109,6 +146,11 @@ def test_facts_are_grounded_and_questions_paraphrased(path):
                         if run[i:i + 8] in e:
                             problems.append(f"{case.id}: the question copies {run[i:i + 8]!r} from the evidence")
                             break
+                e_words = " " + " ".join(re.findall(r"[a-z0-9]+", quote.lower())) + " "
+                for i in range(len(q_words) - 3):
+                    if " " + " ".join(q_words[i:i + 4]) + " " in e_words:
+                        problems.append(f"{case.id}: the question copies {' '.join(q_words[i:i + 4])!r} from the evidence")
+                        break
         for bad in case.must_not_include:
             if matches(bad, normalize(case.answer)):
                 problems.append(f"{case.id}: the reference answer says the forbidden {bad!r}")
@@ -116,10 +158,66 @@ def test_facts_are_grounded_and_questions_paraphrased(path):
     assert not problems, "\n".join(problems)
 
 
+# --- the tune/report split ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", [pytest.param(p, id=p.stem) for p in SUITE_FILES])
+def test_every_case_lies_in_exactly_one_part(path):
+    """`parts: {tune: [...], report: [...]}` by chapter; reads the suite file only (no notes needed)."""
+    raw = _raw(path)
+    parts = raw.get("parts")
+    assert isinstance(parts, dict) and set(parts) == {"tune", "report"}, f"{path.name}: `parts:` needs tune and report"
+    tune, report = (parts["tune"] or []), (parts["report"] or [])
+    assert isinstance(tune, list) and isinstance(report, list), f"{path.name}: each part is a list of chapters"
+    assert not set(tune) & set(report), f"{path.name}: chapters in both parts: {set(tune) & set(report)}"
+    assert tune, f"{path.name}: an empty tune part"
+    problems = []
+    counts = Counter()
+    for c in raw["cases"]:
+        if not c.get("sources") and not c.get("chapter"):
+            problems.append(f"{c['id']}: an unanswerable case names its `chapter:`")
+            continue
+        chapter = _chapter(c)
+        inside = [name for name, chapters in (("tune", tune), ("report", report)) if chapter in chapters]
+        if len(inside) != 1:
+            problems.append(f"{c['id']}: chapter {chapter!r} is in {inside or 'no part'}")
+        else:
+            counts[inside[0]] += 1
+    assert not problems, "\n".join(problems)
+    # every chapter listed has cases, except that a suite may list the shared split's chapters it lacks
+    used = {_chapter(c) for c in raw["cases"]}
+    if not _is_markdown(path):
+        assert set(tune) | set(report) == used, f"{path.name}: parts list chapters without cases"
+    assert counts["tune"] > 0
+
+
+def _is_markdown(path: Path) -> bool:
+    return "corpora" in _notes_dir(path).parts
+
+
+def test_markdown_suites_share_one_split():
+    """The Markdown suites split by the same chapters, so `report` is chapters nobody tuned on in any suite."""
+    markdown = [p for p in SUITE_FILES if _is_markdown(p)]
+    assert {p.stem for p in markdown} >= {"markdown-zh", "markdown-zh-basics", "markdown-en"}
+    for path in markdown:
+        parts = _raw(path)["parts"]
+        for name in ("tune", "report"):
+            extra = set(parts[name] or []) - set(MARKDOWN_CHAPTERS[name])
+            assert not extra, f"{path.name}: {extra} in {name}, the shared split has them elsewhere"
+        chapters = {_chapter(c) for c in _raw(path)["cases"]}
+        assert chapters <= set(parts["tune"] or []) | set(parts["report"] or [])
+    # the suites over the unseen chapters report on each of them
+    for stem in ("markdown-zh-basics", "markdown-en"):
+        raw = _raw(SUITES / f"{stem}.yaml")
+        assert set(raw["parts"]["report"]) == set(MARKDOWN_CHAPTERS["report"])
+        assert {_chapter(c) for c in raw["cases"]} >= set(MARKDOWN_CHAPTERS["report"])
+
+
+# --- suite shapes ------------------------------------------------------------------------------------
+
 def test_sample_suite_shape():
     suite = load_suite(SAMPLE)
     kinds = Counter(c.kind for c in suite.cases)
-    assert set(kinds) == set(KINDS), f"kinds missing: {set(KINDS) - set(kinds)}"
+    assert set(kinds) == set(KINDS) - {"chinese"}, f"kinds missing: {set(KINDS) - {'chinese'} - set(kinds)}"
     assert 10 <= len(suite.cases) <= 20
     assert suite.notes_dir == (REPO / "examples" / "notes").resolve()  # runs without ../shared
     assert suite.thresholds, "the sample suite gates CI"
@@ -130,7 +228,7 @@ def test_sample_suite_shape():
 def test_seed_suite_shape():
     suite = load_suite(SEED)
     kinds = Counter(c.kind for c in suite.cases)
-    assert set(kinds) == set(KINDS), f"kinds missing: {set(KINDS) - set(kinds)}"
+    assert set(kinds) == set(KINDS) - {"chinese"}, f"kinds missing: {set(KINDS) - {'chinese'} - set(kinds)}"
     assert len(suite.cases) >= 40
     assert kinds["unanswerable"] >= 6
     assert kinds["english"] >= 8
@@ -142,6 +240,47 @@ def test_seed_suite_shape():
     assert sum(len(c.sources) > 1 for c in suite.cases) >= 5
     assert {"hit_at_5", "mrr", "citation_precision", "citation_validity", "coverage", "refusal_accuracy",
             "false_refusal_max"} <= set(suite.thresholds)
+
+
+def _has_cjk(text: str) -> bool:
+    return re.search(r"[\u3400-\u9fff]", text) is not None
+
+
+def test_chinese_markdown_suites_shape():
+    """Two suites over Chinese notes: ≥ 150 cases together (issue 14), every kind, near misses in each."""
+    zh, basics = load_suite(SUITES / "markdown-zh.yaml"), load_suite(SUITES / "markdown-zh-basics.yaml")
+    assert len(zh.cases) + len(basics.cases) >= 160
+    assert len(basics.cases) >= 90
+    for suite in (zh, basics):
+        kinds = Counter(c.kind for c in suite.cases)
+        assert set(kinds) == set(KINDS) - {"chinese"}, f"{suite.path.name}: kinds {dict(kinds)}"
+        assert kinds["unanswerable"] >= 8
+        for c in suite.cases:
+            if c.kind == "english":
+                assert not _has_cjk(c.question), f"{c.id} is not asked in English"
+            else:
+                assert _has_cjk(c.question) or c.kind == "unanswerable", f"{c.id} is asked in English: kind english"
+    # all four chapters of the basics corpus, questions spread over many files
+    raw = _raw(SUITES / "markdown-zh-basics.yaml")
+    assert {_chapter(c) for c in raw["cases"]} == {"linear-networks", "convolutional-neural-networks",
+                                                   "recurrent-neural-networks", "deep-learning-computation"}
+    assert len({s for c in basics.cases for s in c.sources}) >= 20
+
+
+def test_english_markdown_suite_shape():
+    """English notes: ≥ 80 cases over all seven chapters, ≥ 15 asked in Chinese, ≥ 10 near misses (issue 14)."""
+    suite = load_suite(SUITES / "markdown-en.yaml")
+    kinds = Counter(c.kind for c in suite.cases)
+    assert len(suite.cases) >= 85
+    assert set(kinds) == set(KINDS) - {"english"}, f"kinds {dict(kinds)}"
+    assert sum(_has_cjk(c.question) for c in suite.cases) >= 16
+    assert kinds["unanswerable"] >= 11
+    for c in suite.cases:
+        assert (c.kind == "chinese") == _has_cjk(c.question) or c.kind == "unanswerable", \
+            f"{c.id}: kind chinese exactly when asked in Chinese"
+    raw = _raw(SUITES / "markdown-en.yaml")
+    assert {_chapter(c) for c in raw["cases"]} == set(MARKDOWN_CHAPTERS["tune"]) | set(MARKDOWN_CHAPTERS["report"])
+    assert len({s for c in suite.cases for s in c.sources}) >= 40
 
 
 # --- the suite format ----------------------------------------------------------------------------
