@@ -156,13 +156,30 @@ def claim_holds(sentence: str, chunk_text: str) -> bool:
 SUBJECT_MIN = 0.2  # share of a figure-stating sentence's other terms that its passage sentence must hold
 
 
+ECHO_NOVELTY = 0.3  # an answer with fewer new terms than this share of its own restates the question
+
+
+def restates(answer: str, question: str) -> bool:
+    """True when the answer (markers aside) only restates the question: under 30% of its
+    terms are new, and none of them is a number. "0.001" or "因为内存按 2 的幂分配" add terms;
+    "叠再多层没有用" does not."""
+    a = terms(_MARKER.sub("", answer))
+    if not a:
+        return False
+    new = a - terms(question)
+    if any(ch.isdigit() for term in new for ch in term):
+        return False  # a number the question did not hold is an answer ("beam width 1")
+    return len(new) / len(a) < ECHO_NOVELTY
+
+
 class SentenceChecker:
     """Checks a streamed answer one sentence at a time: ``feed()`` returns the sentences
     that completed and check against the passages (markers checked as ``cite`` does), and
     holds back those that do not, so nothing shown is withdrawn later; ``answer()`` is the
     checked whole."""
 
-    def __init__(self, passages: Sequence, notes_dir: Path):
+    def __init__(self, passages: Sequence, notes_dir: Path, question: str = ""):
+        self.question = question
         self.passages = passages
         self.notes_dir = notes_dir
         self.buf = ""
@@ -184,6 +201,9 @@ class SentenceChecker:
         return [out] if out else []
 
     def _check(self, sentence: str) -> str | None:
+        if self.question and restates(sentence, self.question):
+            self.dropped.append(f"restates the question: {sentence.strip()[:60]}")
+            return None
         c = cite(sentence, self.passages, self.notes_dir)
         self.dropped.extend(c.dropped)
         if not c.citations:

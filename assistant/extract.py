@@ -14,13 +14,10 @@ Chinese Markdown, one clause per line) are also joined back into whole sentences
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any, Sequence
 
-from ingest.split import _sentence_spans, clean_markup
+from ingest.split import _sentence_spans
 
-from .cite import _MARKER, support, terms
-from .retrieve import Passage
+from .cite import _MARKER, terms
 
 # a line that starts a new block, so the line before it ended its sentence
 _BLOCK_START = re.compile(r"^\s*(#{1,6}\s|[*+-]\s|\d+[.)]\s|\$\$|```|~~~|:\w+:|!\[|>|\|)")
@@ -39,22 +36,6 @@ ANSWER_TYPES = [
     (re.compile(r"叫什么|叫做什么|称为什么|什么名字|\bcalled\b|\bnamed\b|term for", re.I),
      re.compile(r"称为|叫做|称作|被称|\*[^*\s][^*]*\*|\bcalled\b|known as|\bnamed\b", re.I)),
 ]
-ANSWER_TYPE_BONUS = 0.02
-ECHO_NOVELTY = 0.3  # an answer with fewer new terms than this share of its own restates the question
-LEXICAL_WEIGHT = 0.1  # how much the question's words found in a sentence add to its similarity
-
-
-def says_nothing(answer: str, question: str) -> bool:
-    """True when the answer (markers aside) only restates the question: under 30% of its
-    terms are new, and none of them is a number. "0.001" or "因为内存按 2 的幂分配" add terms;
-    "叠再多层没有用" does not."""
-    a = terms(_MARKER.sub("", answer))
-    if not a:
-        return False
-    new = a - terms(question)
-    if any(ch.isdigit() for term in new for ch in term):
-        return False  # a number the question did not hold is an answer ("beam width 1")
-    return len(new) / len(a) < ECHO_NOVELTY
 
 
 def note_sentences(text: str) -> list[tuple[int, int]]:
@@ -78,59 +59,9 @@ def note_sentences(text: str) -> list[tuple[int, int]]:
     return [(s, e) for s, e in out]
 
 
-def _candidates(passages: Sequence[Passage], limit: int) -> list[tuple[int, str, str]]:
-    """(passage number, verbatim sentence, its text without markup) of the prose passages."""
-    out = []
-    for n, p in enumerate(passages[:limit], 1):
-        if p.chunk.kind == "code":
-            continue
-        text = p.chunk.text
-        for s, e in note_sentences(text):
-            verbatim = text[s:e].strip()
-            plain = clean_markup(verbatim).strip()
-            if len(plain) < 8 or len(terms(plain)) < 3:
-                continue  # a label, an image line, a lone formula
-            out.append((n, verbatim, plain))
-    return out
-
-
-@dataclass
-class Extract:
-    text: str  # the answer: a lead, then each sentence with its [n]
-    passages: list[int]  # the [n] it cites
-
-
 def answer_cues(question: str) -> list[re.Pattern]:
     """The sentence cues of the answer types the question asks for."""
     return [cue for asks, cue in ANSWER_TYPES if asks.search(question)]
-
-
-def extractive_answer(question: str, passages: Sequence[Passage], lang: str, embedder: Any = None,
-                      sentences: int = 2, limit: int = 3) -> Extract | None:
-    """The note sentences that answer the question best, from the first ``limit`` prompt
-    passages, ranked by e5 similarity to the question (when an embedder is given), plus a
-    little for the question's words they hold and for the cue of the answer type asked
-    for; at most ``sentences`` of them, in note order, each ending with its ``[n]``."""
-    cands = _candidates(passages, limit)
-    if not cands:
-        return None
-    lexical = [support(question, plain) for _, _, plain in cands]
-    cues = answer_cues(question)
-    typed = [ANSWER_TYPE_BONUS * sum(1 for cue in cues if cue.search(plain)) for _, _, plain in cands]
-    if embedder is not None:
-        q = embedder.get_query_embedding(question)
-        vecs = embedder.get_text_embedding_batch([plain for _, _, plain in cands])
-        scores = [sum(x * y for x, y in zip(q, v)) + LEXICAL_WEIGHT * lx + ty
-                  for v, lx, ty in zip(vecs, lexical, typed)]
-    else:
-        scores = [lx + ty for lx, ty in zip(lexical, typed)]
-        if max(lexical) < 0.2:
-            return None
-    best = sorted(range(len(cands)), key=lambda i: -scores[i])[:sentences]
-    best.sort()  # note order reads better than score order
-    lead = "笔记中相关的原文：" if lang == "zh" else "The notes say: "
-    body = " ".join(f"{one_line(cands[i][1])} [{cands[i][0]}]" for i in best)
-    return Extract(lead + body, sorted({cands[i][0] for i in best}))
 
 
 def one_line(text: str) -> str:

@@ -16,9 +16,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 from .answer import (ThinkFilter, TokenStream, build_prompt, build_sentence_prompt, evidence, is_refusal, prompt,
                      question_language)
-from .cite import Citation, SentenceChecker, cite
+from .cite import Citation, SentenceChecker, cite, restates
 from .compose import answers, extractive
-from .extract import says_nothing
 from .sentences import rank_sentences
 from .context import prompt_passages
 from .errors import LLMUnavailableError, UserError
@@ -234,7 +233,7 @@ class NotesAssistant:
         """Stream the model's answer sentence by sentence, each shown only once it checks."""
         t2 = time.perf_counter()
         tokens = TokenStream(loaded.llm, messages)
-        checker = SentenceChecker(shown, self.snapshot.notes_dir)
+        checker = SentenceChecker(shown, self.snapshot.notes_dir, q)
         try:
             for piece in tokens:
                 for checked in checker.feed(piece):
@@ -261,11 +260,13 @@ class NotesAssistant:
             return
         cited = checker.answer()
         run.warnings.extend(f"citation removed: {d}" for d in cited.dropped)
-        if (says_nothing(gen.text, q) or not cited.citations) and not gen.incomplete:
+        echo = restates(gen.text, q)
+        if echo or not cited.citations:
             # nothing the model said checks against a passage (or it restated the question):
             # the best note sentences answer instead
-            run.warnings.append(f"the model's answer could not be checked against the notes; showing the "
-                                f"note sentences that answer best instead (model said: {gen.text[:120]})")
+            why = "restated the question" if echo else "could not be checked against the notes"
+            run.warnings.append(f"the model's answer {why}; showing the note sentences that answer best "
+                                f"instead (model said: {gen.text[:120]})")
             yield from self._extract(run, q, lang, shown, ranked, loaded.name, shown_before=checker.shown)
             return
         yield ("answer", run.answer(cited.text, cited.citations, False, loaded.name, incomplete=gen.incomplete,

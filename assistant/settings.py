@@ -66,12 +66,12 @@ class Settings(BaseSettings):
                                  "section neighbours while the budget allows")
     vector_weight: float = Field(default=1.0, ge=0)
     keyword_weight: float = Field(default=1.0, ge=0)
-    char_weight: float = Field(default=0.25, ge=0, description="Weight of the Chinese character n-gram index "
+    char_weight: float = Field(default=0.0, ge=0, description="Weight of the Chinese character n-gram index "
                                "in the fusion (it catches what word segmentation misses)")
     rrf_k: int = Field(default=60, ge=1)
-    term_expansion: bool = Field(default=False, description="Add the other-language names of a question's terms "
+    term_expansion: bool = Field(default=True, description="Add the other-language names of a question's terms "
                                  "(mined from the notes, e.g. 自注意力（self-attention）) to its keyword search")
-    code_penalty: float = Field(default=0.5, ge=0, le=1, description="Fused-score factor for code chunks "
+    code_penalty: float = Field(default=0.0, ge=0, le=1, description="Fused-score factor for code chunks "
                                 "when the question is not about code")
     question_penalty: float = Field(default=0.5, ge=0, le=1, description="Fused-score factor for passages "
                                     "that are mostly questions (exercise lists)")

@@ -50,7 +50,7 @@ VARIANTS: dict[str, dict] = {
 }
 
 
-def load(suite: Path, part: str):
+def load(suite: Path, part: str, answerable_only: bool = True):
     """The suite and its answerable cases of ``part`` (a case's chapter: its `chapter:`, else the
     first path component of its first source; the suite's `parts:` maps chapters to parts)."""
     import yaml
@@ -66,7 +66,7 @@ def load(suite: Path, part: str):
         ch = chapter.get(c.id) or (c.sources[0].split("/")[0] if c.sources else "")
         return next((name for name, chs in parts.items() if ch in (chs or [])), "all")
 
-    cases = [c for c in s.cases if c.answerable and (part == "all" or part_of(c) == part)]
+    cases = [c for c in s.cases if (c.answerable or not answerable_only) and (part == "all" or part_of(c) == part)]
     return s, cases
 
 

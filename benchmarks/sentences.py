@@ -38,22 +38,30 @@ def collect(suite_path: Path, part: str, limit: int, work: Path) -> list[dict]:
     from assistant.settings import load_settings
     from ingest.pipeline import run_ingest
 
-    suite, cases = load(suite_path, part)
+    suite, cases = load(suite_path, part, answerable_only=False)
     if not cases or not suite.notes_dir.exists():
         return []
     data_dir = work / f"{suite_path.stem}-c400"
     s = load_settings(data_dir=data_dir)
     run_ingest(s, suite.notes_dir)
     qa = NotesAssistant(s, notes_dir=suite.notes_dir)
+    from assistant.answer import evidence
+    from assistant.compose import answers
+    from assistant.context import prompt_passages
+
     rows = []
     for c in cases:
-        ps = qa.search(c.question, top_k=max(limit, s.top_k))
-        sents = candidates(ps, limit)
+        ps = qa.search(c.question)
+        lang = question_language(c.question)
+        gate = evidence(c.question, ps, s, lang).enough
+        context = prompt_passages(ps, qa.snapshot.sections, s, c.question)
+        sents = candidates(context, limit)
         featurize(c.question, sents, qa.snapshot.embedder)
-        rows.append({"suite": suite_path.stem, "id": c.id, "lang": question_language(c.question),
-                     "facts": c.must_include,
-                     "sentences": [{"text": x.plain, "features": x.features,
-                                    "cover": _cover(facts_found(x.plain, c.must_include))} for x in sents]})
+        rows.append({"suite": suite_path.stem, "id": c.id, "lang": lang, "answerable": c.answerable,
+                     "gate": gate, "facts": c.must_include,
+                     "sentences": [{"text": x.plain, "features": x.features, "typed": answers(c.question, x),
+                                    "cover": _cover(facts_found(x.plain, c.must_include)) if c.answerable else 0.0}
+                                   for x in sents]})
     return rows
 
 
@@ -66,6 +74,8 @@ def evaluate(rows: list[dict], weights: dict[str, float]) -> dict:
 
     top1, top2, best3, upper = [], [], [], []
     for r in rows:
+        if not r.get("answerable", True):
+            continue
         sents = r["sentences"]
         if not sents:
             top1.append(0.0), top2.append(0.0), best3.append(0.0), upper.append(0.0)
@@ -77,12 +87,34 @@ def evaluate(rows: list[dict], weights: dict[str, float]) -> dict:
         best3.append(max(x["cover"] for x in ranked[:3]))
         upper.append(max(x["cover"] for x in sents))
     m = lambda xs: round(statistics.mean(xs), 3) if xs else None  # noqa: E731
-    return {"n": len(rows), "top1": m(top1), "top2": m(top2), "best_of_3": m(best3), "upper": m(upper)}
+    return {"n": len(top1), "top1": m(top1), "top2": m(top2), "best_of_3": m(best3), "upper": m(upper)}
+
+
+def refusals(rows: list[dict], weights: dict[str, float], threshold: float, typed: bool = True) -> dict:
+    """Refusal accuracy on unanswerable cases and false refusals on answerable ones, for
+    the gate + "the best sentence holds the kind asked for" + "scores at least threshold"."""
+    right, wrong, n_un, n_ans = 0, 0, 0, 0
+    for r in rows:
+        ranked = sorted(r["sentences"], key=lambda x: -sum(weights.get(k, 0.0) * v for k, v in x["features"].items()))
+        top = ranked[0] if ranked else None
+        score = sum(weights.get(k, 0.0) * v for k, v in top["features"].items()) if top else -9
+        refused = (not r["gate"]) or top is None or (typed and not top["typed"]) or score < threshold
+        if r.get("answerable", True):
+            n_ans += 1
+            wrong += refused
+        else:
+            n_un += 1
+            right += refused
+    return {"refusal_accuracy": round(right / n_un, 3) if n_un else None,
+            "false_refusals": round(wrong / n_ans, 3) if n_ans else None, "unanswerable": n_un}
 
 
 GRID = {"dense": [1.0], "lexical": [0.0, 0.15, 0.3, 0.6], "heading": [0.0, 0.05, 0.15],
         "cue": [0.0, 0.02, 0.05, 0.1], "rank": [0.0, 0.02, 0.05, 0.1], "first": [0.0, 0.02, 0.05],
         "short": [0.0, -0.05, -0.1]}
+
+
+THRESHOLDS = (-1.0, 0.70, 0.75, 0.78, 0.80, 0.82, 0.84, 0.86, 0.88, 0.90)
 
 
 def fit(rows_by_suite: dict[str, list[dict]]) -> dict[str, float]:
@@ -120,13 +152,21 @@ def main() -> int:
             cache.write_text(json.dumps(rows, ensure_ascii=False))
         rows_by_suite[sp.stem] = rows
     weights = fit(rows_by_suite) if args.fit else WEIGHTS
+    from assistant.settings import Settings
+
+    threshold = Settings.model_fields["min_sentence_score"].default
     if args.fit:
         print("fitted weights:", json.dumps(weights))
+        for t in THRESHOLDS:
+            for typed in (False, True):
+                stats = [refusals(rows, weights, t, typed) for rows in rows_by_suite.values() if rows]
+                print(f"threshold {t:+.2f} typed={typed}: " + " | ".join(json.dumps(x) for x in stats))
     for name, rows in rows_by_suite.items():
         for lang in ("all", "zh", "en"):
             sub = [r for r in rows if lang == "all" or r["lang"] == lang]
             if sub:
-                print(f"{name:<20} {args.part:<6} {lang:<3}", json.dumps(evaluate(sub, weights)))
+                print(f"{name:<20} {args.part:<6} {lang:<3}", json.dumps(evaluate(sub, weights)),
+                      json.dumps(refusals(sub, weights, threshold)))
     return 0
 
 
