@@ -199,8 +199,9 @@ class NotesAssistant:
             yield from self._refuse(run, lang, f"evidence gate: {ev.reason}")
             return
         style = self.answer_style()
-        context = prompt_passages(passages, self.snapshot.sections, self.settings, q)
-        ranked = rank_sentences(q, context, self.snapshot.embedder, limit=self.settings.prompt_passages)
+        # sentences of the retrieved passages themselves (not the merged prompt passages): each
+        # [n] of an extractive answer is a retrieved passage, cited against ``passages``
+        ranked = rank_sentences(q, passages, self.snapshot.embedder, limit=self.settings.prompt_passages)
         best = ranked[: self.settings.evidence_sentences]
         yield ("planned", {"style": style, "sentences": best})
         if not best or not answers(q, best[0]) or best[0].score < self.settings.min_sentence_score:
@@ -208,7 +209,7 @@ class NotesAssistant:
             yield from self._refuse(run, lang, f"sentence evidence: {why}")
             return
         if style == "extract":
-            yield from self._extract(run, q, lang, context, ranked, None)
+            yield from self._extract(run, q, lang, ranked, None)
             return
         try:
             loaded = self.llm
@@ -218,8 +219,9 @@ class NotesAssistant:
         if style == "phrase":
             messages = build_sentence_prompt(q if lang == question_language(q) else question, best,
                                              self.settings, lang)
-            shown = context
+            shown = passages
         else:
+            context = prompt_passages(passages, self.snapshot.sections, self.settings, q)
             plan = build_prompt(q if lang == question_language(q) else question, context, self.settings, lang,
                                 loaded.count_tokens, loaded.context_window)
             if plan.dropped_for_window:
@@ -267,15 +269,15 @@ class NotesAssistant:
             why = "restated the question" if echo else "could not be checked against the notes"
             run.warnings.append(f"the model's answer {why}; showing the note sentences that answer best "
                                 f"instead (model said: {gen.text[:120]})")
-            yield from self._extract(run, q, lang, shown, ranked, loaded.name, shown_before=checker.shown)
+            yield from self._extract(run, q, lang, ranked, loaded.name, shown_before=checker.shown)
             return
         yield ("answer", run.answer(cited.text, cited.citations, False, loaded.name, incomplete=gen.incomplete,
                                     error=gen.error))
 
-    def _extract(self, run: "_Run", q: str, lang: str, passages: Sequence[Passage], ranked: Sequence[Any],
-                 llm_name: str | None, shown_before: str = ""):
+    def _extract(self, run: "_Run", q: str, lang: str, ranked: Sequence[Any], llm_name: str | None,
+                 shown_before: str = ""):
         text = extractive(q, ranked)
-        cited = cite(text, passages, self.snapshot.notes_dir, infer_missing=False) if text else None
+        cited = cite(text, run.passages, self.snapshot.notes_dir, infer_missing=False) if text else None
         if cited is None or not cited.citations:
             yield from self._refuse(run, lang, "no note sentence answers the question", llm=llm_name)
             return

@@ -68,8 +68,20 @@ def candidates(passages: Sequence[Passage], limit: int) -> list[Sentence]:
     return out
 
 
-def featurize(question: str, sents: list[Sentence], embedder: Any = None) -> None:
+MAX_EMBEDDED = 16  # sentences embedded per question (e5 on 2 cores: ~40 short sentences/s)
+
+
+def featurize(question: str, sents: list[Sentence], embedder: Any = None) -> list[Sentence]:
+    """Fill in each sentence's features; returns the sentences kept. Only the
+    ``MAX_EMBEDDED`` best by words and passage rank are embedded (the rest are dropped):
+    embedding every sentence of four passages costs more than the rest of an answer."""
     cues = answer_cues(question)
+    for s in sents:
+        s.features["lexical"] = support(question, s.plain)
+        s.features["rank"] = 1.0 / s.n
+    if len(sents) > MAX_EMBEDDED:
+        keep = sorted(sents, key=lambda s: -(s.features["lexical"] + s.features["rank"]))[:MAX_EMBEDDED]
+        sents = [s for s in sents if s in keep]
     if embedder is not None and sents:
         q = embedder.get_query_embedding(question)
         vecs = embedder.get_text_embedding_batch([s.plain for s in sents])
@@ -79,14 +91,13 @@ def featurize(question: str, sents: list[Sentence], embedder: Any = None) -> Non
     heading_cache: dict[int, float] = {}
     for s, d in zip(sents, dense):
         s.features["dense"] = float(d)
-        s.features["lexical"] = support(question, s.plain)
         if s.n not in heading_cache:
             h = s.passage.chunk.heading_path
             heading_cache[s.n] = support(question, h) if h else 0.0
         s.features["heading"] = heading_cache[s.n]
         s.features["cue"] = float(sum(1 for cue in cues if cue.search(s.plain)))
-        s.features["rank"] = 1.0 / s.n
         s.features["short"] = 1.0 if len(s.plain) < 20 else 0.0
+    return sents
 
 
 def score(sents: list[Sentence], weights: dict[str, float] | None = None) -> list[Sentence]:
@@ -99,6 +110,5 @@ def score(sents: list[Sentence], weights: dict[str, float] | None = None) -> lis
 def rank_sentences(question: str, passages: Sequence[Passage], embedder: Any = None, limit: int = 4,
                    weights: dict[str, float] | None = None) -> list[Sentence]:
     """The sentences of the first ``limit`` passages, best first."""
-    sents = candidates(passages, limit)
-    featurize(question, sents, embedder)
+    sents = featurize(question, candidates(passages, limit), embedder)
     return score(sents, weights)

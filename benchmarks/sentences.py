@@ -45,20 +45,19 @@ def collect(suite_path: Path, part: str, limit: int, work: Path) -> list[dict]:
     s = load_settings(data_dir=data_dir)
     run_ingest(s, suite.notes_dir)
     qa = NotesAssistant(s, notes_dir=suite.notes_dir)
-    from assistant.answer import evidence
+    from assistant.answer import evidence, focus_coverage
     from assistant.compose import answers
-    from assistant.context import prompt_passages
 
     rows = []
     for c in cases:
         ps = qa.search(c.question)
         lang = question_language(c.question)
         gate = evidence(c.question, ps, s, lang).enough
-        context = prompt_passages(ps, qa.snapshot.sections, s, c.question)
-        sents = candidates(context, limit)
-        featurize(c.question, sents, qa.snapshot.embedder)
+        focus = focus_coverage(c.question, ps, qa.snapshot.doc_freq, len(qa.snapshot.chunks))
+        cross = lang != qa.snapshot.language
+        sents = featurize(c.question, candidates(ps, limit), qa.snapshot.embedder)
         rows.append({"suite": suite_path.stem, "id": c.id, "lang": lang, "answerable": c.answerable,
-                     "gate": gate, "facts": c.must_include,
+                     "gate": gate, "focus": focus, "cross": cross, "facts": c.must_include,
                      "sentences": [{"text": x.plain, "features": x.features, "typed": answers(c.question, x),
                                     "cover": _cover(facts_found(x.plain, c.must_include)) if c.answerable else 0.0}
                                    for x in sents]})
@@ -73,6 +72,7 @@ def evaluate(rows: list[dict], weights: dict[str, float]) -> dict:
     from assistant.evaluate import facts_found
 
     top1, top2, best3, upper = [], [], [], []
+    composed: dict[float, list[float]] = {}
     for r in rows:
         if not r.get("answerable", True):
             continue
@@ -82,15 +82,25 @@ def evaluate(rows: list[dict], weights: dict[str, float]) -> dict:
             continue
         ranked = sorted(sents, key=lambda x: -sum(weights.get(k, 0.0) * v for k, v in x["features"].items()))
         top1.append(ranked[0]["cover"])
+        sc = [sum(weights.get(k, 0.0) * v for k, v in x["features"].items()) for x in ranked[:2]]
+        for m in MARGINS:
+            parts = [ranked[0]["text"]] + ([ranked[1]["text"]] if len(ranked) > 1 and sc[0] - sc[1] <= m else [])
+            composed.setdefault(m, []).append(_cover(facts_found(" ".join(parts), r["facts"])))
         joined = " ".join(x["text"] for x in ranked[:2])
         top2.append(_cover(facts_found(joined, r["facts"])))
         best3.append(max(x["cover"] for x in ranked[:3]))
         upper.append(max(x["cover"] for x in sents))
     m = lambda xs: round(statistics.mean(xs), 3) if xs else None  # noqa: E731
-    return {"n": len(top1), "top1": m(top1), "top2": m(top2), "best_of_3": m(best3), "upper": m(upper)}
+    return {"n": len(top1), "top1": m(top1), "top2": m(top2), "best_of_3": m(best3), "upper": m(upper),
+            **{f"margin{k}": m(v) for k, v in composed.items()}}
 
 
-def refusals(rows: list[dict], weights: dict[str, float], threshold: float, typed: bool = True) -> dict:
+MARGINS = (0.02, 0.05, 0.1)
+FOCUS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9)
+
+
+def refusals(rows: list[dict], weights: dict[str, float], threshold: float, typed: bool = True,
+             focus: float = 0.0) -> dict:
     """Refusal accuracy on unanswerable cases and false refusals on answerable ones, for
     the gate + "the best sentence holds the kind asked for" + "scores at least threshold"."""
     right, wrong, n_un, n_ans = 0, 0, 0, 0
@@ -98,7 +108,8 @@ def refusals(rows: list[dict], weights: dict[str, float], threshold: float, type
         ranked = sorted(r["sentences"], key=lambda x: -sum(weights.get(k, 0.0) * v for k, v in x["features"].items()))
         top = ranked[0] if ranked else None
         score = sum(weights.get(k, 0.0) * v for k, v in top["features"].items()) if top else -9
-        refused = (not r["gate"]) or top is None or (typed and not top["typed"]) or score < threshold
+        refused = ((not r["gate"]) or top is None or (typed and not top["typed"]) or score < threshold
+                   or (not r.get("cross") and r.get("focus", 1.0) < focus))
         if r.get("answerable", True):
             n_ans += 1
             wrong += refused
@@ -114,7 +125,7 @@ GRID = {"dense": [1.0], "lexical": [0.0, 0.15, 0.3, 0.6], "heading": [0.0, 0.05,
         "short": [0.0, -0.05, -0.1]}
 
 
-THRESHOLDS = (-1.0, 0.70, 0.75, 0.78, 0.80, 0.82, 0.84, 0.86, 0.88, 0.90)
+THRESHOLDS = (-1.0, 0.80, 0.85, 0.90, 0.95, 1.0, 1.05, 1.1, 1.15, 1.2)
 
 
 def fit(rows_by_suite: dict[str, list[dict]]) -> dict[str, float]:
@@ -161,6 +172,9 @@ def main() -> int:
             for typed in (False, True):
                 stats = [refusals(rows, weights, t, typed) for rows in rows_by_suite.values() if rows]
                 print(f"threshold {t:+.2f} typed={typed}: " + " | ".join(json.dumps(x) for x in stats))
+        for f in FOCUS:
+            stats = [refusals(rows, weights, -9, True, f) for rows in rows_by_suite.values() if rows]
+            print(f"focus {f:.2f} typed=True: " + " | ".join(json.dumps(x) for x in stats))
     for name, rows in rows_by_suite.items():
         for lang in ("all", "zh", "en"):
             sub = [r for r in rows if lang == "all" or r["lang"] == lang]
