@@ -38,15 +38,17 @@ def question_language(question: str) -> str:
 
 @lru_cache(maxsize=64)
 def _read_prompt(prompts_dir: str, name: str) -> str:
-    return (Path(prompts_dir) / name).read_text(encoding="utf-8")
+    from .prompt_files import read_prompt  # packaged prompts, or the user's prompts_dir
+
+    return read_prompt(prompts_dir, name)
 
 
 def prompt(settings: Any, name: str, lang: str) -> str:
-    return _read_prompt(str(settings.prompts_dir), f"{name}.{lang}.txt")
+    return _read_prompt(str(settings.prompts_dir or ""), f"{name}.{lang}.txt")
 
 
 def refusal_markers(settings: Any) -> list[str]:
-    text = _read_prompt(str(settings.prompts_dir), "refusal_markers.txt")
+    text = _read_prompt(str(settings.prompts_dir or ""), "refusal_markers.txt")
     return [ln.strip().lower() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
 
 

@@ -135,9 +135,13 @@ def ingest(
 
 # ask / search -----------------------------------------------------------------------
 
-@app.command()
+EXIT_REFUSED = 4  # `assistant ask`: the notes do not cover the question (documented in the README)
+
+
+@app.command(epilog="Exit codes: 0 answered; 1 no answer (the model failed); 2 bad input or setup; "
+                    "3 another ingest is running; 4 refused: the notes do not cover the question.")
 def ask(
-    question: str = typer.Argument(..., help="Your question, in Chinese or English"),
+    question: str = typer.Argument(..., help="Your question, in Chinese or English; - reads it from standard input"),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (see README)"),
     top_k: Optional[int] = typer.Option(None, "--top-k", min=1, max=50, help="Sources to retrieve"),
     notes: Optional[Path] = Notes,
@@ -149,6 +153,8 @@ def ask(
     timeout: Optional[float] = typer.Option(None, "--timeout", help="Ollama request timeout (s)"),
 ):
     """Answer a question from the notes, with [n] citations and the Sources they point to."""
+    if question == "-":
+        question = _read_stdin_question()
     if not question.strip():  # before the slow imports
         _fail('the question is empty: ask something, e.g. assistant ask "MAE 的掩码率是多少？"')
     s = _settings(data_dir=data_dir, llm=llm, embed=embed, chroma_url=chroma_url, notes_dir=notes,
@@ -157,6 +163,11 @@ def ask(
 
     qa = NotesAssistant(s)
     streamed = []
+    json_out = None
+    if as_json:  # one object on stdout whatever a library prints: everything else goes to stderr
+        from .stdio_guard import stdout_to_stderr
+
+        json_out = stdout_to_stderr()
 
     def on_token(t: str):
         if not as_json:
@@ -165,13 +176,27 @@ def ask(
             sys.stdout.flush()
 
     ans = _guard(lambda: qa.ask(question, top_k=top_k, on_token=None if as_json else on_token))
+    code = 1 if ans.error and not ans.answer else EXIT_REFUSED if ans.refused else 0
     if as_json:
-        typer.echo(json.dumps(ans.to_json(), ensure_ascii=False))
-        raise typer.Exit(1 if ans.error and not ans.answer else 0)
+        json_out.write(json.dumps(ans.to_json(), ensure_ascii=False) + "\n")
+        json_out.flush()
+        raise typer.Exit(code)
     from .render import render_answer_tail
 
     render_answer_tail(ans, streamed_text="".join(streamed))
-    raise typer.Exit(1 if ans.error and not ans.answer else 0)
+    raise typer.Exit(code)
+
+
+def _read_stdin_question() -> str:
+    """`assistant ask -`: the question is all of standard input (a trailing newline is dropped)."""
+    try:
+        data = sys.stdin.buffer.read()
+    except (OSError, AttributeError) as exc:
+        _fail(f"cannot read the question from standard input ({exc})")
+    try:
+        return data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        _fail("the question on standard input is not UTF-8 text")
 
 
 @app.command()

@@ -33,7 +33,8 @@ class Settings(BaseSettings):
     model_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_cache_dir(APP)) / "models",
                             description="Assembled GGUF model files")
     notes_dir: Path | None = Field(default=None, description="Notes folder; default: the last one ingested")
-    prompts_dir: Path = Field(default=REPO_ROOT / "prompts")
+    prompts_dir: Path | None = Field(default=None, description="A folder of your own prompt files (a file missing "
+                                     "there falls back to the packaged one); default: the packaged prompts")
     chroma_url: str | None = Field(default=None, description="http://HOST:PORT of a `chroma run` server")
 
     # models

@@ -32,8 +32,8 @@ def one_line_error(proc, *needles: str) -> str:
     return lines[0]
 
 
-def parse_json(proc):
-    assert proc.returncode == 0, proc.stderr[-2000:]
+def parse_json(proc, ok=(0,)):
+    assert proc.returncode in ok, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     return json.loads(proc.stdout)
 
@@ -180,7 +180,8 @@ OFF_TOPIC = ["红烧肉怎么做才好吃？", "How do I bake sourdough bread at
 def _ask(shared_index, question: str) -> dict:
     proc = run_cli(["ask", question, "--json"], shared_index.data_dir, timeout=600,
                    NOTES_ASSISTANT_LLM="embedded")
-    out = parse_json(proc)
+    out = parse_json(proc, ok=(0, 4))
+    assert proc.returncode == (4 if out["refused"] else 0), (proc.returncode, out["refused"])  # 4: refused
     for key in ("question", "answer", "citations", "sources", "refused", "llm", "timings_ms"):
         assert key in out, key
     assert out["question"] == question
