@@ -226,14 +226,25 @@ def search(
 @app.command()
 def status(
     as_json: bool = typer.Option(False, "--json"),
+    files: bool = typer.Option(False, "--files", help="List each file: its chunk count, or skipped and why"),
     notes: Optional[Path] = Notes,
     llm: Optional[str] = LLMOpt,
     data_dir: Optional[Path] = DataDir,
     embed: Optional[str] = EmbedOpt,
     chroma_url: Optional[str] = ChromaOpt,
 ):
-    """The settings in force, the index and the answering model."""
+    """The settings in force, the index and the answering model (--files: what got indexed)."""
     s = _settings(data_dir=data_dir, llm=llm, embed=embed, chroma_url=chroma_url, notes_dir=notes)
+    if files:
+        from .index_files import file_report, render_file_report
+        from .query import NotesAssistant
+
+        report = _guard(lambda: file_report(NotesAssistant(s)))
+        if as_json:
+            typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
+        else:
+            render_file_report(report)
+        return
     from .errors import UserError
     from .llm import describe_llm
     from .retrieve import IndexSnapshot

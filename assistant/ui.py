@@ -355,6 +355,9 @@ class ChatApp:
             rows.append(f"**Notes folder** <code>{_esc_md_plain(st['notes_dir'])}</code>")
             rows.append(f"**Indexed** {st['files']} files, {st['chunks']} chunks "
                         f"(embeddings: {_esc_md_plain(st['embed_model'])})")
+            from .index_files import status_markdown_rows  # totals and skipped files, with reasons
+
+            rows.extend(status_markdown_rows(self.qa, _esc_md_plain))
         except UserError as exc:
             nd = self.notes_dir()
             if nd is not None:

@@ -187,6 +187,7 @@ class Manifest:
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     version: int = MANIFEST_VERSION
     options: dict[str, Any] = field(default_factory=dict)  # split/embed options that shaped the chunks
+    skipped: dict[str, str] | None = None  # file -> why it is not indexed (None: written before this was kept)
 
     @classmethod
     def load(cls, index_dir: Path) -> "Manifest | None":

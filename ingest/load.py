@@ -36,6 +36,7 @@ class WalkResult:
     notes: list[NoteFile] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)  # not a note (other suffix)
     unreadable: list[Skipped] = field(default_factory=list)  # a note we could not read
+    hidden: list[Skipped] = field(default_factory=list)  # hidden files and folders (folders end in /, not entered)
 
 
 def walk(root: Path) -> WalkResult:
@@ -53,14 +54,17 @@ def walk(root: Path) -> WalkResult:
             dirnames[:] = []
             continue
         seen_dirs.add(real)
+        for d in sorted(d for d in dirnames if d.startswith(".")):
+            result.hidden.append(Skipped((Path(dirpath) / d).relative_to(root).as_posix() + "/", "hidden folder"))
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             full = Path(dirpath) / name
             rel = full.relative_to(root).as_posix()
             if name.startswith("."):
+                result.hidden.append(Skipped(rel, "hidden file"))
                 continue
             if full.suffix.lower() not in NOTE_SUFFIXES:
-                result.skipped.append(Skipped(rel, "not a note file"))
+                result.skipped.append(Skipped(rel, f"not a note file ({full.suffix.lower() or 'no suffix'})"))
                 continue
             try:
                 st = full.stat()

@@ -221,6 +221,7 @@ def _ingest_locked(settings, notes_dir: Path, index_dir: Path, model_id: str, pr
     summary = IngestSummary(str(notes_dir), str(index_dir), skipped=len(found.skipped))
     for s in found.unreadable:
         summary.warnings.append(f"skipped {s.rel}: {s.reason}")
+    skipped = walk_skipped(found)  # recorded in the manifest: `assistant status --files`
 
     old_files = dict(old.files) if old else {}
     new_files: dict[str, dict[str, Any]] = {}
@@ -248,6 +249,7 @@ def _ingest_locked(settings, notes_dir: Path, index_dir: Path, model_id: str, pr
         if note.size > max_bytes:
             summary.unreadable += 1
             summary.warnings.append(_too_large(note, max_bytes))
+            skipped[note.rel] = skip_reason(note, max_bytes)
             progress.advance()
             continue
         try:
@@ -255,11 +257,13 @@ def _ingest_locked(settings, notes_dir: Path, index_dir: Path, model_id: str, pr
         except DecodeError as exc:
             summary.unreadable += 1
             summary.warnings.append(f"skipped {note.rel}: {exc}")  # shown by every front end, once
+            skipped[note.rel] = skip_reason(note, max_bytes, exc)
             progress.advance()
             continue
         except OSError as exc:
             summary.unreadable += 1
             summary.warnings.append(f"skipped {note.rel}: cannot read ({exc.strerror or exc})")
+            skipped[note.rel] = skip_reason(note, max_bytes, exc)
             progress.advance()
             continue
         meta = {"size": note.size, "mtime_ns": note.mtime_ns, "sha256": sha, "encoding": enc}
@@ -315,7 +319,8 @@ def _ingest_locked(settings, notes_dir: Path, index_dir: Path, model_id: str, pr
     try:
         write_snapshot(index_dir, all_chunks, name, vectors)
         hook("before-manifest")
-        Manifest(str(notes_dir), model_id, settings.chunk_chars, name, new_files, options=options).save(index_dir)
+        Manifest(str(notes_dir), model_id, settings.chunk_chars, name, new_files, options=options,
+                 skipped=skipped).save(index_dir)
     except OSError as exc:
         import shutil
 
@@ -362,6 +367,9 @@ def _unchanged_run(settings, notes_dir: Path, index_dir: Path, old: Manifest | N
                 return None
     except OSError:
         return None
+    left_out = {n.rel for n in found.notes if n.rel not in old.files}
+    if old.skipped is None or set(old.skipped) != set(walk_skipped(found)) | left_out:
+        return None  # what is skipped changed (or was never recorded): the manifest says why, so rewrite it
     summary = IngestSummary(str(notes_dir), str(index_dir), skipped=len(found.skipped))
     summary.warnings.extend(f"skipped {s.rel}: {s.reason}" for s in found.unreadable)
     seen_files = set()
@@ -402,6 +410,23 @@ def _unchanged_run(settings, notes_dir: Path, index_dir: Path, old: Manifest | N
     summary.chunks = len(want)
     summary.chunks_deleted = len(stale)
     return summary
+
+
+def walk_skipped(found) -> dict[str, str]:
+    """What the walk left out and why: other file types, hidden files and folders, unreadable notes."""
+    out = {s.rel: s.reason for s in found.skipped}
+    out.update({s.rel: s.reason for s in getattr(found, "hidden", [])})
+    out.update({s.rel: s.reason for s in found.unreadable})
+    return out
+
+
+def skip_reason(note, max_bytes: int, exc: Exception | None = None) -> str:
+    """Why a note file is not indexed, in the words `assistant status --files` shows."""
+    if exc is None:
+        return f"too large: {note.size / 2**20:.1f} MB, over the {max_bytes / 2**20:.1f} MB limit (max_note_mb)"
+    if isinstance(exc, DecodeError):
+        return "binary file" if str(exc) == "binary file" else f"undecodable: {exc}"
+    return f"cannot read: {getattr(exc, 'strerror', None) or exc}"
 
 
 def split_options(settings) -> dict[str, Any]:
