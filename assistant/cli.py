@@ -100,6 +100,8 @@ def ingest(
     embed: Optional[str] = EmbedOpt,
     chroma_url: Optional[str] = ChromaOpt,
     chunk_chars: Optional[int] = typer.Option(None, "--chunk-chars", help="Target chunk size in characters"),
+    watch: bool = typer.Option(False, "--watch", help="Stay running: re-ingest whenever a note changes "
+                               "(one line per update; Ctrl-C stops)"),
 ):
     """Index a notes folder: only new or changed files are embedded."""
     s = _settings(data_dir=data_dir, embed=embed, chroma_url=chroma_url, chunk_chars=chunk_chars,
@@ -111,6 +113,11 @@ def ingest(
         folder = last_notes_dir(s.data_dir)
         if folder is None:
             _fail("which folder? run `assistant ingest NOTES_DIR`")
+    if watch:
+        if as_json or rebuild:
+            _fail("--watch prints one line per update; it does not combine with --json or --rebuild")
+        _watch(s, folder)
+        return
     from ingest.pipeline import run_ingest
 
     progress = None
@@ -131,6 +138,25 @@ def ingest(
         for w in summary.warnings:
             typer.echo(f"warning: {w}", err=True)
         typer.echo(summary.line())
+
+
+def _watch(s, folder: Path) -> None:
+    from .watch import watch_notes
+
+    def echo(line: str) -> None:
+        typer.echo(line)
+        sys.stdout.flush()
+
+    typer.echo(f"watching {Path(folder).expanduser().resolve()} (Ctrl-C to stop)", err=True)
+    from .errors import UserError
+
+    try:
+        watch_notes(s, folder, echo=echo)
+    except UserError as exc:
+        _fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:  # Ctrl-C: the ingest under way (if any) released its lock; the index is whole
+        pass
+    typer.echo("watch stopped", err=True)
 
 
 # ask / search -----------------------------------------------------------------------
@@ -280,6 +306,8 @@ def ui(
     llm: Optional[str] = LLMOpt,
     data_dir: Optional[Path] = DataDir,
     chroma_url: Optional[str] = ChromaOpt,
+    watch: bool = typer.Option(False, "--watch", help="Re-ingest whenever a note changes; the chat answers "
+                               "from each new index without a restart"),
 ):
     """The web chat: streaming answers, follow-ups, sources you can open and check."""
     creds = None
@@ -293,6 +321,17 @@ def ui(
 
     for w in web.exposure_warnings(host, creds, share):
         typer.echo(f"warning: {w}", err=True)
+    if watch:
+        from ingest.index import last_notes_dir
+
+        from .watch import watch_in_background
+
+        folder = s.notes_dir or last_notes_dir(s.data_dir)
+        if folder is None:
+            _fail("which folder? run `assistant ui --notes NOTES_DIR --watch`")
+        if not Path(folder).expanduser().is_dir():
+            _fail(f"notes folder {folder} does not exist: check the path")
+        watch_in_background(s, folder, echo=lambda line: print(line, flush=True))
     _guard(lambda: web.launch(s, host=host, port=port, auth=creds, share=share))
 
 
