@@ -293,6 +293,30 @@ def status(
     render_status(info)
 
 
+# chat / mcp -------------------------------------------------------------------------
+
+@app.command()
+def chat(
+    top_k: Optional[int] = typer.Option(None, "--top-k", min=1, max=50, help="Sources to retrieve"),
+    history_file: Optional[Path] = typer.Option(None, "--history-file",
+                                                help="Line history kept across sessions (default: DATA_DIR/chat-history)"),
+    notes: Optional[Path] = Notes,
+    llm: Optional[str] = LLMOpt,
+    data_dir: Optional[Path] = DataDir,
+    embed: Optional[str] = EmbedOpt,
+    chroma_url: Optional[str] = ChromaOpt,
+):
+    """A chat in the terminal: streaming answers, follow-ups, /sources, /open N, /new, /quit."""
+    s = _settings(data_dir=data_dir, llm=llm, embed=embed, chroma_url=chroma_url, notes_dir=notes)
+    from .chat import TerminalChat
+    from .query import NotesAssistant
+
+    qa = NotesAssistant(s, s.notes_dir)
+    _guard(lambda: qa.snapshot)  # no index yet: one line, before the prompt
+    hist = history_file or Path(s.data_dir) / "chat-history"
+    _guard(lambda: TerminalChat(qa, history_file=hist, top_k=top_k).run())
+
+
 # ui ---------------------------------------------------------------------------------
 
 @app.command()
