@@ -199,7 +199,7 @@ class TerminalChat:
         self.say(f"{got['file']} · lines {_lines(a, b)} of {got['total_lines']}")
         width = len(str(got["last_shown"]))
         for ln in got["lines"]:
-            mark = ">" if a <= ln["n"] <= b else " "
+            mark = "→" if a <= ln["n"] <= b else " "
             self.say(f"{mark} {ln['n']:>{width}} │ {ln['text']}")
 
     # --- line editing -----------------------------------------------------------------
