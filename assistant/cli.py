@@ -317,6 +317,21 @@ def chat(
     _guard(lambda: TerminalChat(qa, history_file=hist, top_k=top_k).run())
 
 
+@app.command()
+def mcp(
+    notes: Optional[Path] = Notes,
+    llm: Optional[str] = LLMOpt,
+    data_dir: Optional[Path] = DataDir,
+    embed: Optional[str] = EmbedOpt,
+    chroma_url: Optional[str] = ChromaOpt,
+):
+    """An MCP server on stdio: tools search_notes, ask_notes, read_note (see README for client setup)."""
+    s = _settings(data_dir=data_dir, llm=llm, embed=embed, chroma_url=chroma_url, notes_dir=notes)
+    from .mcp_server import serve
+
+    _guard(lambda: serve(s))
+
+
 # ui ---------------------------------------------------------------------------------
 
 @app.command()
