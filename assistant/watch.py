@@ -59,24 +59,35 @@ def is_noise(path: str | Path, root: Path, data_dir: Path | None = None) -> bool
 
 
 def describe(changes: Iterable[tuple[Any, str]], root: Path) -> str:
-    """``{(Change.modified, '/n/a.md'), (Change.added, '/n/b.md')}`` -> ``"edited a.md, added b.md"``."""
-    verbs = {1: "added", 2: "edited", 3: "deleted"}
-    by_path: dict[str, str] = {}
+    """``{(Change.modified, '/n/a.md'), (Change.added, '/n/b.md')}`` -> ``"added b.md, edited a.md"``.
+
+    The events of one path come as a set (their order is lost), so what happened is told by
+    what the path is now: gone -> deleted; there and only created -> added; else edited
+    (an editor's save-by-rename deletes and creates the same name)."""
+    kinds: dict[str, set[int]] = {}
     for change, path in changes:
+        kinds.setdefault(str(path), set()).add(int(change))
+    said: list[tuple[str, str]] = []
+    for path, ks in kinds.items():
         try:
             rel = Path(path).relative_to(root).as_posix()
         except ValueError:
             rel = str(path)
-        verb = verbs.get(int(change), "changed")
-        prev = by_path.get(rel)
-        if prev and prev != verb:
-            verb = "edited" if {prev, verb} <= {"added", "edited"} else ("replaced" if prev == "deleted" else verb)
-        by_path[rel] = verb
-    items = sorted(by_path.items())
-    shown = ", ".join(f"{v} {r}" for r, v in items[:3])
-    if len(items) > 3:
-        shown += f" and {len(items) - 3} more"
-    return shown or "first ingest"
+        if not Path(path).exists():
+            if ks == {1} or ks == {1, 2}:
+                continue  # created and gone again within the burst: nothing to tell
+            verb = "deleted"
+        elif 1 in ks and 3 not in ks:
+            verb = "added"
+        else:
+            verb = "edited"
+        said.append((verb, rel))
+    order = {"added": 0, "edited": 1, "deleted": 2}
+    said.sort(key=lambda vr: (order[vr[0]], vr[1]))
+    shown = ", ".join(f"{v} {r}" for v, r in said[:3])
+    if len(said) > 3:
+        shown += f" and {len(said) - 3} more"
+    return shown or "changes came and went"
 
 
 def update_line(what: str, summary: Any) -> str:
@@ -113,13 +124,23 @@ def watch_notes(settings: Any, notes_dir: Path, echo: Callable[[str], None] = pr
     def keep(change, path: str) -> bool:
         return not is_noise(path, root, data_dir)
 
-    # the watcher starts before the first ingest: nothing saved meanwhile is missed
-    for changes in watchfiles.watch(root, watch_filter=keep, debounce=max_wait_ms, step=quiet_ms,
-                                    rust_timeout=500, yield_on_timeout=True, stop_event=stop,
+    # The watcher starts before the first ingest: nothing saved meanwhile is missed. watchfiles
+    # hands over changes every `step` ms while they come, and an empty set after `rust_timeout` ms
+    # without any: that quiet time is the debounce (its own debounce counts distinct changes, so
+    # 200 saves of one file would not hold it back). A burst that never pauses waits max_wait_ms.
+    burst_since: float | None = None
+    for changes in watchfiles.watch(root, watch_filter=keep, debounce=quiet_ms, step=50,
+                                    rust_timeout=quiet_ms, yield_on_timeout=True, stop_event=stop,
                                     raise_interrupt=True, ignore_permission_denied=True):
-        pending |= changes
-        if not (first or pending) or time.monotonic() < retry_at:
+        now = time.monotonic()
+        if changes:
+            pending |= changes
+            burst_since = burst_since or now
+            if now - burst_since < max_wait_ms / 1000:
+                continue  # still changing: wait for a quiet moment
+        if not (first or pending) or now < retry_at:
             continue
+        burst_since = None
         what = "first ingest" if first else describe(pending, root)
         if qa is not None and embedder is None:
             try:
