@@ -116,7 +116,13 @@ def watch_notes(settings: Any, notes_dir: Path, echo: Callable[[str], None] = pr
                                else f"{root} is a file, not a folder: pass the folder that holds your notes")
     root = root.resolve()
     data_dir = Path(settings.data_dir).expanduser().resolve()
-    qa = None
+    from .query import NotesAssistant
+
+    qa = NotesAssistant(settings, root)  # the query API's view of the index: its embedder is kept across updates
+    try:
+        qa.snapshot  # noqa: B018 - an existing index: the embedder loads once, for every update
+    except UserError:
+        qa = None  # not ingested yet: the first ingest loads its own
     pending: set = set()
     first = True
     retry_at = 0.0
@@ -166,8 +172,6 @@ def watch_notes(settings: Any, notes_dir: Path, echo: Callable[[str], None] = pr
             if on_update is not None:
                 on_update(summary)
             if qa is None:
-                from .query import NotesAssistant
-
                 qa = NotesAssistant(settings, root)
         first = False
         pending = set()
