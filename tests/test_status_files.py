@@ -55,7 +55,14 @@ def test_status_files_lists_chunks_and_skip_reasons(odd_folder, tmp_path, embedd
     line = next(ln for ln in human.stdout.splitlines() if "optim/adam.md" in ln)
     assert line.rstrip().endswith(f"{files['optim/adam.md']} chunks")
 
-    # an unchanged re-run still notices a new skipped file (and a fixed one), and says so in the manifest
+    # an unchanged re-run keeps its fast path (no new snapshot) with skipped files recorded
+    from ingest.index import Manifest, index_dir_for
+
+    before = Manifest.load(index_dir_for(data, odd_folder)).snapshot
+    same = run_ingest(make_settings(data, max_note_mb=1.0), odd_folder, embedder=embedder)
+    assert same.unchanged == same.files == 5 and same.chunks_embedded == 0
+    assert Manifest.load(index_dir_for(data, odd_folder)).snapshot == before
+    # it still notices a new skipped file (and one gone), and says so in the manifest
     (odd_folder / "table.csv").write_text("a,b\n", encoding="utf-8")
     (odd_folder / "photo.md").unlink()
     again = run_ingest(make_settings(data, max_note_mb=1.0), odd_folder, embedder=embedder)
