@@ -244,3 +244,28 @@ def test_ui_watch_serves_each_new_snapshot(folder, tmp_path):
         assert "na-refused" in c.predict("warmup.md:3", api_name="/open_note")
     finally:
         w.stop()
+
+
+def test_ctrl_c_mid_update_ends_cleanly(folder, tmp_path):
+    """Ctrl-C while an update is being written: exit 0, no traceback, the lock released and the
+    previous index whole; the next ingest finishes the job."""
+    data = tmp_path / "data"
+    w = Watcher(["ingest", str(folder), "--watch"], data)
+    w.line_with("first ingest", 180)
+    assert w.stop() == 0
+    before = manifest(data, folder).snapshot
+    (folder / "warmup.md").write_text(NOTE, encoding="utf-8")
+    w = Watcher(["ingest", str(folder), "--watch"], data, NOTES_ASSISTANT_TEST_PAUSE_AT="before-manifest")
+    end = time.monotonic() + 120
+    while not any("paused at before-manifest" in e for e in w.err):
+        assert time.monotonic() < end and w.p.poll() is None, w.err
+        time.sleep(0.1)
+    w.p.send_signal(signal.SIGINT)
+    assert w.p.wait(30) == 0, w.err
+    time.sleep(0.2)  # the stderr reader gets the last lines
+    assert "watch stopped" in w.err and not any("Traceback" in e for e in w.err), w.err
+    assert manifest(data, folder).snapshot == before
+    p = subprocess.run([str(ASSISTANT), "ingest", str(folder), "--json"], capture_output=True, text=True,
+                       timeout=240, env=cli_env(data))
+    assert p.returncode == 0, p.stderr  # no lock left behind
+    assert json.loads(p.stdout)["added"] == 1
