@@ -41,9 +41,9 @@ def drop_stale(passages: Sequence[Any], snapshot: Any) -> tuple[list[Any], list[
     Returns ``(passages, warnings, message)``: the passages of unchanged notes; one
     warning per note changed (or gone) since the last ingest, whose passages are left
     out whole (the prompt may add a passage's neighbours from the same note, so a note
-    that changed anywhere is not quoted); and, when every retrieved passage was of such
-    notes, the answer to give instead (the note changed: run `assistant ingest`). So an
-    answer never quotes text that is no longer in its file.
+    that changed anywhere is not quoted); and, when any was, the line an answer that
+    cannot be given adds (the note changed: run `assistant ingest`). So an answer never
+    quotes text that is no longer in its file.
     """
     notes_dir = Path(snapshot.notes_dir)
     files = getattr(getattr(snapshot, "manifest", None), "files", None) or {}
@@ -60,9 +60,9 @@ def drop_stale(passages: Sequence[Any], snapshot: Any) -> tuple[list[Any], list[
                 f"its old passages were left out of the answer; run `assistant ingest` to index it as it is now"
                 for f in changed]
     message = None
-    if changed and not kept:
+    if changed:
         names = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
-        message = (f"The notes that match this question changed since the last ingest ({names}), so their old "
+        message = (f"Notes that match this question changed since the last ingest ({names}), so their old "
                    f"text is not quoted: run `assistant ingest` and ask again.")
     return kept, warnings, message
 

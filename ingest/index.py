@@ -254,7 +254,7 @@ class Manifest:
             raise CorruptIndexError(f"the index manifest {p} is unreadable ({_one_line(exc)})") from None
         problem = _manifest_problem(data)
         if problem == "version":
-            raise CorruptIndexError(f"the index at {index_dir} was written by another version")
+            raise CorruptIndexError(f"the index manifest {p} was written by another version")
         if problem:
             raise CorruptIndexError(f"the index manifest {p} is damaged ({problem})")
         return cls(**data)
@@ -381,7 +381,9 @@ def load_snapshot_chunks(index_dir: Path, name: str) -> list[StoredChunk]:
         for c in chunks:
             if not (isinstance(c.id, str) and isinstance(c.file, str) and isinstance(c.text, str)
                     and isinstance(c.clean, str) and isinstance(c.line_start, int) and isinstance(c.line_end, int)
-                    and isinstance(c.heading, list) and isinstance(c.tokens, list) and isinstance(c.text_hash, str)):
+                    and isinstance(c.heading, list) and isinstance(c.tokens, list) and isinstance(c.text_hash, str)
+                    and all(isinstance(x, str) for x in c.heading) and all(isinstance(x, str) for x in c.tokens)
+                    and isinstance(c.section, int) and isinstance(c.kind, str)):
                 raise TypeError(f"a chunk of the wrong shape ({c.id!r})")
         return chunks
     except FileNotFoundError:

@@ -121,9 +121,11 @@ def run_ingest(settings: Any, notes_dir: Path, progress: Progress | None = None,
         with open(index_dir / "write.lock", "a"):
             pass
     except OSError as exc:
-        raise UserError(f"cannot write to the data folder {settings.data_dir} ({exc.strerror or exc}): make it "
-                        f"writable or choose another with --data-dir (NOTES_ASSISTANT_DATA_DIR); nothing was "
-                        f"changed") from None
+        import errno
+
+        fix = ("free some disk space" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "make it writable")
+        raise UserError(f"cannot write to the data folder {settings.data_dir} ({exc.strerror or exc}): {fix} "
+                        f"or choose another with --data-dir (NOTES_ASSISTANT_DATA_DIR); nothing was changed") from None
 
     lock = FileLock(str(index_dir / "write.lock"))
     try:
