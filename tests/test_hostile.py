@@ -581,12 +581,15 @@ def test_drop_stale_keeps_unchanged_and_touched_notes(mae):
     assert len(warnings) == 1 and warnings[0].startswith("mae.md changed since the last ingest")
 
 
-@pytest.mark.parametrize("question", ["🤔🤔❓", "😀 😀 👍", "$\\frac{\\partial L}{\\partial w}$",
-                                      "$$\\sum_{i=1}^{n} x_i^2$$"])
+@pytest.mark.parametrize("question", ["🤔🤔❓", "😀 😀 👍", "$\\sqrt{d_k}$", "$$\\mathrm{softmax}(QK^T/\\sqrt{d_k})V$$",
+                                      "$\\frac{\\partial L}{\\partial w}$"])
 def test_emoji_or_latex_only_question_is_refused(examples_index, question):
-    """Case 7: nothing to look up -> "the notes do not cover this", no cited sentences."""
+    """Case 7: nothing to look up -> "the notes do not cover this" from the evidence gate (no
+    model consulted, no cited sentences). Each of these passed the gate before: the emoji as
+    "a close passage in the other language", the formulas on the LaTeX terms of transformer.md."""
     ans = examples_index.qa.ask(question)
-    assert ans.refused and not ans.citations, (ans.answer, ans.warnings)
+    assert ans.refused and not ans.citations and ans.llm is None, (ans.answer, ans.warnings, ans.llm)
+    assert "evidence gate: the question has no word to look up" in ans.warnings
 
 
 def test_nothing_to_look_up():
