@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from .answer import (Evidence, ThinkFilter, TokenStream, build_prompt, build_sentence_prompt, evidence, is_refusal, prompt,
-                     question_language)
+from .answer import (Evidence, ThinkFilter, TokenStream, build_prompt, build_sentence_prompt, evidence, is_refusal,
+                     prompt, question_language)
 from .cite import Citation, SentenceChecker, cite, restates
 from .compose import answers, extractive
 from .sentences import rank_sentences

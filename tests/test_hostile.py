@@ -505,7 +505,7 @@ def test_malformed_ollama_host(small, host):
     assert "OLLAMA_HOST" in st_.stdout
     assert assistant(["search", "label smoothing"], small.data, OLLAMA_HOST=host).returncode == 0
     r = assistant(["ask", "what is label smoothing?", "--llm", "ollama:qwen2.5:7b"], small.data, OLLAMA_HOST=host)
-    assert "Traceback" not in r.stderr and r.returncode == 1
+    assert "Traceback" not in r.stderr and r.returncode in (1, 2)  # an answer with an error, or a user error
     errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and "OLLAMA_HOST" in errors[0], r.stderr[-2000:]
     assert ("port outside 1-65535" if "99999" in host else "not a valid address") in errors[0]
