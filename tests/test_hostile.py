@@ -143,6 +143,15 @@ def test_terminal_escapes_in_a_note_never_reach_the_terminal(hostile):
     assert "\x1b" not in j.stdout and "\x9b" not in j.stdout  # ...escaped as JSON escapes
 
 
+def test_terminal_escapes_never_reach_the_terminal_from_ask(hostile):
+    """Case 2, the `ask` side: the streamed answer, the checked answer and the Sources go
+    through the same printing path (the embedded setup answers with note sentences, no model)."""
+    r = assistant(["ask", "What does the terminal escape sequences demo write?", "--llm", "embedded"], hostile.data)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert not _raw_controls(r.stdout + r.stderr), sorted(map(ord, _raw_controls(r.stdout + r.stderr)))
+    assert "escapes.md" in r.stdout + r.stderr
+
+
 def test_markup_and_emoji_codes_in_names_and_text_are_shown_as_written(hostile):
     """Case 3: a note named `[draft] mae.md` is shown with its name; `[/]`, `[bold]`, `:x:`
     and `:warning:` in its text are not interpreted; the newline in a file name is escaped (7)."""
