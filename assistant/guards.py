@@ -6,6 +6,7 @@ Both are called at one point of :meth:`assistant.query.NotesAssistant.ask`.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any, Sequence
@@ -33,6 +34,16 @@ def _file_state(notes_dir: Path, rel: str, meta: Any) -> str:
     except OSError:
         return "gone"
     return "same" if hashlib.sha256(data).hexdigest() == meta.get("sha256") else "changed"
+
+
+def inside_only(passages: Sequence[Any], notes_dir: Path) -> list[Any]:
+    """The passages whose file is inside the notes folder now (ingest.paths, the one rule):
+    an index written before a note was replaced by a link out of the folder (or by an older
+    version that followed such links) never shows what the link leads to."""
+    from ingest.paths import is_inside, real_root
+
+    root = real_root(notes_dir)
+    return [p for p in passages if is_inside(root, os.path.join(root, p.chunk.file), root)]
 
 
 def drop_stale(passages: Sequence[Any], snapshot: Any) -> tuple[list[Any], list[str], str | None]:

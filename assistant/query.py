@@ -21,7 +21,7 @@ from .compose import answers, extractive
 from .sentences import rank_sentences
 from .context import prompt_passages
 from .errors import LLMUnavailableError, UserError
-from .guards import drop_stale, nothing_to_look_up
+from .guards import drop_stale, inside_only, nothing_to_look_up
 from .retrieve import HybridRetriever, IndexSnapshot, Passage
 
 MAX_QUESTION_CHARS = 2000
@@ -104,7 +104,8 @@ class NotesAssistant:
     def search(self, question: str, top_k: int | None = None) -> list[Passage]:
         question = _check_question(question)
         self.snapshot  # noqa: B018 - loads or refreshes the view
-        return self._retriever.search(question, top_k or self.settings.top_k)
+        # an index written before a note became a link out of the folder never shows it (guards.py)
+        return inside_only(self._retriever.search(question, top_k or self.settings.top_k), self.snapshot.notes_dir)
 
     # --- model ----------------------------------------------------------------------
     @property

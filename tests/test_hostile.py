@@ -101,6 +101,27 @@ def test_links_out_of_the_notes_folder_are_skipped_with_a_warning(hostile):
     assert "topsecretvalue" not in r.stdout and "root:x:0:0" not in r.stdout
 
 
+def test_a_note_replaced_by_a_link_out_is_not_shown_before_the_next_ingest(small, tmp_path):
+    """Case 1, for an index written before the link (or by a version that followed links):
+    search never shows a passage whose file now leads out of the notes folder."""
+    from assistant.query import NotesAssistant
+
+    outside = tmp_path / "elsewhere.md"
+    target = small.notes / "a.md"
+    saved = target.read_bytes()
+    outside.write_bytes(saved)
+    before = [p.chunk.file for p in NotesAssistant(small.settings, small.notes).search("label smoothing")]
+    assert before[0] == "a.md"
+    target.unlink()
+    os.symlink(outside, target)
+    try:
+        after = [p.chunk.file for p in NotesAssistant(small.settings, small.notes).search("label smoothing")]
+        assert "a.md" not in after and after
+    finally:
+        target.unlink()
+        target.write_bytes(saved)
+
+
 def test_walk_and_note_viewer_agree_on_what_is_inside(hostile):
     """Case 1: one rule. Every note-named path in the folder is indexed exactly when the web
     chat's note viewer opens it, and both use ingest.paths.note_path."""
