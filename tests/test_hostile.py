@@ -279,7 +279,7 @@ def test_every_printer_shows_untrusted_text_escaped_and_uninterpreted(capsys, te
     assert not _raw_controls(out + err)
     # what was printed is the text itself, control characters escaped (markup never parsed)
     assert _flat(safe_text.one_line(text)) in _flat(out)
-    assert f"{_flat(safe_text.one_line(name))}:1-2" in _flat(out)
+    assert _flat(f"{safe_text.one_line(name)}:1-2") in _flat(out)
     assert _flat(safe_text.one_line(extra)) in _flat(err)
     # one line each, whatever the name: the warning and the error
     assert len([ln for ln in err.splitlines() if ln.startswith("warning: skipped")]) == 1
