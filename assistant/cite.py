@@ -119,8 +119,9 @@ def _locate(notes_dir: Path, file: str, line_start: int, line_end: int, quote: s
     """Lines of ``file`` that hold ``quote`` now: the indexed lines, or where it moved."""
     try:
         from ingest.load import decode
+        from ingest.paths import note_path  # the one rule for what is inside the notes folder
 
-        text, _ = decode((notes_dir / file).read_bytes())
+        text, _ = decode(note_path(notes_dir, file).read_bytes())
     except (OSError, ValueError):
         return None
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")

@@ -18,6 +18,8 @@ from typing import Optional
 
 import typer
 
+from .safe_text import clean, json_dumps  # the one printing path for text the CLI did not write
+
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -42,7 +44,9 @@ def _settings(**kw):
 
 
 def _fail(message: str, code: int = 2):
-    typer.echo(f"error: {message}", err=True)
+    from .safe_text import echo, one_line
+
+    echo(f"error: {one_line(message)}", err=True)  # one line, control characters escaped
     raise typer.Exit(code)
 
 
@@ -85,7 +89,9 @@ class _RichProgress:
                 self.p.update(self.task, rate=f"{t.completed / t.elapsed:.1f}/s")
 
     def warn(self, message: str) -> None:
-        self.console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)  # one line
+        from .safe_text import text
+
+        self.console.print(text(("warning:", "yellow"), " ", message, newlines=False))  # one line, never markup
 
     def close(self):
         self.p.stop()
@@ -110,7 +116,7 @@ def ingest(
     if folder is None:
         from ingest.index import last_notes_dir
 
-        folder = last_notes_dir(s.data_dir)
+        folder = _guard(lambda: last_notes_dir(s.data_dir))
         if folder is None:
             _fail("which folder? run `assistant ingest NOTES_DIR`")
     if watch:
@@ -122,9 +128,9 @@ def ingest(
 
     progress = None
     if not as_json:
-        from rich.console import Console
+        from .safe_text import console
 
-        progress = _RichProgress(Console(stderr=True))
+        progress = _RichProgress(console(stderr=True))
     try:
         summary = _guard(lambda: run_ingest(s, folder, progress=progress, rebuild=rebuild))
     finally:
@@ -133,11 +139,13 @@ def ingest(
     if as_json:
         from dataclasses import asdict
 
-        typer.echo(json.dumps(asdict(summary), ensure_ascii=False))
+        typer.echo(json_dumps(asdict(summary)))
     else:
+        from .safe_text import echo, one_line
+
         for w in summary.warnings:
-            typer.echo(f"warning: {w}", err=True)
-        typer.echo(summary.line())
+            echo(f"warning: {one_line(w)}", err=True)
+        echo(summary.line())
 
 
 def _watch(s, folder: Path) -> None:
@@ -198,13 +206,13 @@ def ask(
     def on_token(t: str):
         if not as_json:
             streamed.append(t)
-            sys.stdout.write(t)
+            sys.stdout.write(clean(t))  # model output: control characters escaped
             sys.stdout.flush()
 
     ans = _guard(lambda: qa.ask(question, top_k=top_k, on_token=None if as_json else on_token))
     code = 1 if ans.error and not ans.answer else EXIT_REFUSED if ans.refused else 0
     if as_json:
-        json_out.write(json.dumps(ans.to_json(), ensure_ascii=False) + "\n")
+        json_out.write(json_dumps(ans.to_json()) + "\n")
         json_out.flush()
         raise typer.Exit(code)
     from .render import render_answer_tail
@@ -242,7 +250,7 @@ def search(
     qa = NotesAssistant(s)
     passages = _guard(lambda: qa.search(query, top_k))
     if as_json:
-        typer.echo(json.dumps(sources_json(passages), ensure_ascii=False))
+        typer.echo(json_dumps(sources_json(passages)))
         return
     from .render import render_passages
 
@@ -286,7 +294,7 @@ def status(
     except UserError as exc:
         info["llm"] = {"error": str(exc)}
     if as_json:
-        typer.echo(json.dumps(info, ensure_ascii=False, indent=2))
+        typer.echo(json_dumps(info, indent=2))
         return
     from .render import render_status
 

@@ -270,23 +270,34 @@ def normalize_host(host: str) -> str:
         default_port = 80
     elif host.lower().startswith("https://"):
         default_port = 443
-    parts = urlsplit(host)
-    name = parts.hostname or "127.0.0.1"
+    hint = "set OLLAMA_HOST to HOST:PORT, e.g. 127.0.0.1:11434 (or unset it)"
+    try:
+        parts = urlsplit(host)
+        name = parts.hostname or "127.0.0.1"
+    except ValueError as exc:  # "http://[::1": one line, and only for a command that needs Ollama
+        raise BadOllamaHostError(f"OLLAMA_HOST {host!r} is not a valid address ({exc}): {hint}") from None
     if name in ("0.0.0.0", "::"):
         name = "127.0.0.1"
     if ":" in name:  # IPv6 literal
         name = f"[{name}]"
     try:
         port = parts.port or default_port
-    except ValueError:
-        port = default_port
+    except ValueError:  # 99999 is no port: never quietly another one
+        raise BadOllamaHostError(f"OLLAMA_HOST {host!r} has a port outside 1-65535: {hint}") from None
     return f"{parts.scheme or 'http'}://{name}:{port}{parts.path.rstrip('/')}"
+
+
+class BadOllamaHostError(ModelError):
+    """OLLAMA_HOST cannot be read as an address; raised only where Ollama is needed."""
 
 
 def load_llm(settings: Any) -> LoadedLLM:
     choice = (settings.llm or "auto").strip()
     if choice == "auto":
-        host = normalize_host(settings.ollama_host)
+        try:
+            host = normalize_host(settings.ollama_host)
+        except BadOllamaHostError:  # auto does not need Ollama: the embedded model answers
+            return load_embedded(settings)
         probe = probe_ollama(host, timeout=1.0)
         if probe.status == "up" and _has_model(probe.names, settings.ollama_model):
             return load_ollama(settings, settings.ollama_model, check=False)
@@ -301,8 +312,13 @@ def load_llm(settings: Any) -> LoadedLLM:
 def describe_llm(settings: Any) -> dict[str, Any]:
     """What would answer, without loading it (for `assistant status`)."""
     choice = (settings.llm or "auto").strip()
-    host = normalize_host(settings.ollama_host)
-    probe = probe_ollama(host, timeout=1.0)
+    try:
+        host = normalize_host(settings.ollama_host)
+        probe = probe_ollama(host, timeout=1.0)
+    except BadOllamaHostError as exc:
+        if choice.startswith("ollama:"):
+            raise  # status shows it as the answering model's error
+        host, probe = str(exc), OllamaProbe("down", [], str(exc))
     info: dict[str, Any] = {"setting": choice, "ollama_host": host, "ollama_running": probe.status == "up"}
     if probe.status == "up":
         info["ollama_version"] = ollama_version(host)

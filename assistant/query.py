@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from .answer import (ThinkFilter, TokenStream, build_prompt, build_sentence_prompt, evidence, is_refusal, prompt,
-                     question_language)
+from .answer import (Evidence, ThinkFilter, TokenStream, build_prompt, build_sentence_prompt, evidence, is_refusal,
+                     prompt, question_language)
 from .cite import Citation, SentenceChecker, cite, restates
 from .compose import answers, extractive
 from .sentences import rank_sentences
 from .context import prompt_passages
 from .errors import LLMUnavailableError, UserError
+from .guards import drop_stale, inside_only, nothing_to_look_up
 from .retrieve import HybridRetriever, IndexSnapshot, Passage
 
 MAX_QUESTION_CHARS = 2000
@@ -103,7 +104,8 @@ class NotesAssistant:
     def search(self, question: str, top_k: int | None = None) -> list[Passage]:
         question = _check_question(question)
         self.snapshot  # noqa: B018 - loads or refreshes the view
-        return self._retriever.search(question, top_k or self.settings.top_k)
+        # an index written before a note became a link out of the folder never shows it (guards.py)
+        return inside_only(self._retriever.search(question, top_k or self.settings.top_k), self.snapshot.notes_dir)
 
     # --- model ----------------------------------------------------------------------
     @property
@@ -189,11 +191,16 @@ class NotesAssistant:
         q = run.standalone or question
         t1 = time.perf_counter()
         passages = self.search(q, top_k)
+        # hostile input (guards.py): never quote a note that changed since the ingest
+        passages, stale, run.changed = drop_stale(passages, self.snapshot)
+        run.warnings.extend(stale)
         run.passages = passages
         run.timings["retrieve"] = int((time.perf_counter() - t1) * 1000)
         yield ("retrieved", passages)
         lang = question_language(question)
         ev = evidence(q, passages, self.settings, lang)
+        if ev.enough and nothing_to_look_up(q):  # emoji, symbols or a formula only
+            ev = Evidence(False, ev.overlap, ev.similarity, "the question has no word to look up")
         yield ("gated", ev)
         if not ev.enough:
             yield from self._refuse(run, lang, f"evidence gate: {ev.reason}")
@@ -286,7 +293,9 @@ class NotesAssistant:
         yield ("answer", run.answer(cited.text, cited.citations, False, llm_name or "extractive"))
 
     def _refuse(self, run: "_Run", lang: str, why: str, llm: str | None = None, **kw):
-        text = self._refusal_text(lang, run.passages)
+        text = self._refusal_text(lang, run.passages) if run.passages or not run.changed else ""
+        if run.changed:  # the notes that would answer changed since the ingest: say so
+            text = f"{text}\n{run.changed}".strip()
         yield ("token", text)
         run.warnings.append(why)
         yield ("answer", run.answer(text, [], True, llm, **kw))
@@ -323,6 +332,7 @@ class _Run:
     timings: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     first_token: int | None = None
+    changed: str | None = None  # notes that changed since the ingest (guards.drop_stale)
 
     def ms(self) -> int:
         return int((time.perf_counter() - self.t0) * 1000)

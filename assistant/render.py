@@ -5,17 +5,17 @@ from __future__ import annotations
 import sys
 from typing import Any, Sequence
 
+from . import safe_text
+from .safe_text import one_line as _name
+from .safe_text import text as T
+
 
 def _console(stderr: bool = False):
-    from rich.console import Console
-
-    if stderr:
-        sys.stdout.flush()  # keep stdout and stderr lines in order in a terminal
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    return safe_text.console(stderr)  # no markup, no emoji codes: every string here is untrusted
 
 
 def _short(text: str, n: int = 160) -> str:
-    t = " ".join(text.split())
+    t = " ".join(safe_text.one_line(text).split())
     return t if len(t) <= n else t[: n - 1] + "…"
 
 
@@ -31,58 +31,58 @@ def render_answer_tail(ans: Any, streamed_text: str = "") -> None:
         sys.stdout.write("\n")
         if ans.answer and ans.answer.strip() != streamed_text.strip() and not ans.refused:
             # markers were checked: show the answer as it stands after the check
-            out.print("\n[bold]Checked answer:[/]")
-            out.print(ans.answer, markup=False)
+            out.print(T(("\nChecked answer:", "bold")))
+            out.print(T(ans.answer))
     elif ans.answer:
-        out.print(ans.answer, markup=False)
+        out.print(T(ans.answer))
     if ans.error:
-        err.print(f"[red]error:[/] {ans.error}", markup=True)
+        err.print(T(("error:", "red"), " ", (ans.error, None), newlines=False))
     if ans.incomplete:
-        err.print("[yellow](answer incomplete)[/]")
+        err.print(T(("(answer incomplete)", "yellow")))
     if ans.refused:
         pass  # the refusal text already lists the nearest notes
     elif ans.citations:
-        out.print("\n[bold]Sources:[/]")
+        out.print(T(("\nSources:", "bold")))
         for c in ans.citations:
-            out.print(f"  [{c.n}] {c.file}:{_lines(c.line_start, c.line_end)}  \"{_short(c.quote)}\"", markup=False)
+            out.print(T(f"  [{c.n}] {_name(c.file)}:{_lines(c.line_start, c.line_end)}  \"{_short(c.quote)}\""))
     elif ans.sources:
-        out.print("\n[bold]Retrieved (not cited):[/]" if ans.answer else "\n[bold]Retrieved sources:[/]")
+        out.print(T(("\nRetrieved (not cited):" if ans.answer else "\nRetrieved sources:", "bold")))
         for i, p in enumerate(ans.sources[:5], 1):
-            out.print(f"  {i}. {p.chunk.file}:{_lines(p.chunk.line_start, p.chunk.line_end)}  "
-                      f"\"{_short(p.chunk.text, 100)}\"", markup=False)
+            out.print(T(f"  {i}. {_name(p.chunk.file)}:{_lines(p.chunk.line_start, p.chunk.line_end)}  "
+                        f"\"{_short(p.chunk.text, 100)}\""))
     sys.stdout.flush()
     for w in ans.warnings:
         if not w.startswith("evidence gate"):
-            err.print(f"[dim]note: {w}[/]")
+            err.print(T((f"note: {_name(w)}", "dim")))
     llm = ans.llm or "no LLM (the notes do not cover it)" if ans.refused else ans.llm
     t = ans.timings_ms.get("total")
-    err.print(f"[dim]answered by {llm or 'no model'} in {t / 1000:.1f} s[/]" if t is not None else "")
+    err.print(T((f"answered by {llm or 'no model'} in {t / 1000:.1f} s", "dim")) if t is not None else "")
 
 
 def render_passages(passages: Sequence[Any]) -> None:
     out = _console()
     if not passages:
-        out.print("nothing found")
+        out.print(T("nothing found"))
         return
     for i, p in enumerate(passages, 1):
         c = p.chunk
-        where = ", ".join(f"{l.file}:{_lines(l.line_start, l.line_end)}" for l in p.locations)
-        head = f"  ({c.heading_path})" if c.heading else ""
-        out.print(f"{i}. {where}  score {p.score:.2f}{head}", markup=False)
-        out.print(f"   {_short(c.text, 200)}", markup=False)
+        where = ", ".join(f"{_name(l.file)}:{_lines(l.line_start, l.line_end)}" for l in p.locations)
+        head = f"  ({_name(c.heading_path)})" if c.heading else ""
+        out.print(T(f"{i}. {where}  score {p.score:.2f}{head}"))
+        out.print(T(f"   {_short(c.text, 200)}"))
 
 
 def render_status(info: dict) -> None:
     out = _console()
     s = info["settings"]
-    out.print("[bold]Settings[/]  (defaults < config file < environment < flags)")
-    out.print(f"  {'config file':<22} {info['config_file']}{'' if info['config_file_exists'] else '  (none)'}", markup=False)
+    out.print(T(("Settings", "bold"), "  (defaults < config file < environment < flags)"))
+    out.print(T(f"  {'config file':<22} {_name(info['config_file'])}{'' if info['config_file_exists'] else '  (none)'}"))
     for k in ("data_dir", "model_dir", "notes_dir", "llm", "embed", "ollama_host", "ollama_model", "context_window",
               "request_timeout", "chroma_url", "chunk_chars", "top_k", "prompt_passages"):
-        out.print(f"  {k:<22} {s.get(k)}", markup=False)
-    out.print("[bold]Index[/]")
+        out.print(T(f"  {k:<22} {_name(s.get(k))}"))
+    out.print(T(("Index", "bold")))
     for k, v in info["index"].items():
-        out.print(f"  {k:<22} {v}", markup=False)
-    out.print("[bold]Answering model[/]")
+        out.print(T(f"  {k:<22} {_name(v)}"))
+    out.print(T(("Answering model", "bold")))
     for k, v in info["llm"].items():
-        out.print(f"  {k:<22} {v}", markup=False)
+        out.print(T(f"  {k:<22} {_name(v)}"))

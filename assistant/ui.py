@@ -114,16 +114,16 @@ def safe_note_path(notes_dir: Path, rel: str, indexed: set[str] | None = None) -
     inside the resolved notes folder, be a note file, and (when ``indexed`` is given) be
     one of the indexed notes.
     """
+    from ingest.paths import OutsideNotesError, note_path  # the one rule, shared with the walk and readers
+
     root = Path(notes_dir).resolve()
     rel = (rel or "").strip()
     if not rel or "\x00" in rel:
         raise NoteAccessError("no file given")
     try:
-        target = (root / rel).resolve()
-    except (OSError, RuntimeError, ValueError):
-        raise NoteAccessError(f"cannot open {rel}: not a note in the notes folder") from None
-    if target != root and root not in target.parents:
-        raise NoteAccessError(f"refused: {rel} is outside the notes folder")
+        target = note_path(root, rel)
+    except OutsideNotesError:
+        raise NoteAccessError(f"refused: {rel} is outside the notes folder") from None
     rel_posix = target.relative_to(root).as_posix()
     if any(part.startswith(".") for part in target.relative_to(root).parts):
         raise NoteAccessError(f"refused: {rel} is in a hidden folder, not a note")
@@ -334,7 +334,10 @@ class ChatApp:
             return Path(self.settings.notes_dir).expanduser().resolve()
         from ingest.index import last_notes_dir
 
-        return last_notes_dir(self.settings.data_dir)
+        try:
+            return last_notes_dir(self.settings.data_dir)
+        except UserError:  # a damaged pointer file: no folder, said by the index status
+            return None
 
     def indexed_files(self) -> set[str] | None:
         try:

@@ -31,6 +31,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from assistant.errors import UserError
+
 from .split import Chunk
 
 MANIFEST_VERSION = 1
@@ -119,7 +121,60 @@ def chroma_client(index_dir: Path, chroma_url: str | None = None):
         with chroma_errors(chroma_url):
             return chromadb.HttpClient(host=u.hostname or "localhost", port=u.port or 8000,
                                        ssl=u.scheme == "https", settings=cs)
-    return chromadb.PersistentClient(path=str(index_dir / "chroma"), settings=cs)
+    try:
+        return chromadb.PersistentClient(path=str(index_dir / "chroma"), settings=cs)
+    except Exception as exc:  # noqa: BLE001 - chromadb raises its own kinds; say which file and what to do
+        raise local_store_error(index_dir, exc) from None
+
+
+def _low_on_space(path: Path) -> bool:
+    try:
+        return shutil.disk_usage(path).free < 4 * 2**20
+    except OSError:
+        return False
+
+
+def write_fault(index_dir: Path, exc: BaseException) -> Exception | None:
+    """The one line for an exception raised while an ingest writes, when it is a fault of
+    the disk (full, read-only) or of the local Chroma store; None for anything else."""
+    import errno as _errno
+    import sqlite3
+
+    if isinstance(exc, UserError):
+        return None
+    if isinstance(exc, OSError) and exc.errno in (_errno.ENOSPC, _errno.EDQUOT, _errno.EROFS, _errno.EACCES,
+                                                   _errno.EPERM):
+        return local_store_error(index_dir, exc, writing=True)
+    if isinstance(exc, sqlite3.Error) or type(exc).__module__.startswith("chromadb"):
+        return local_store_error(index_dir, exc, writing=True)
+    return None
+
+
+def local_store_error(index_dir: Path, exc: BaseException, writing: bool = False) -> Exception:
+    """The one line for a local Chroma store that cannot be opened: a file that is not a
+    database says `--rebuild` rebuilds it; a full or read-only disk says so."""
+    import errno as _errno
+
+    db = index_dir / "chroma" / "chroma.sqlite3"
+    text = _one_line(exc)
+    low = text.lower()
+    if isinstance(exc, OSError) and exc.errno in (_errno.ENOSPC, _errno.EDQUOT) or "database or disk is full" in low \
+            or "no space left" in low:
+        return UserError(f"cannot write the index in {index_dir} (no space left on the device): free some disk "
+                         f"space and run `assistant ingest` again; the previous index is unchanged")
+    if isinstance(exc, OSError) and exc.errno in (_errno.EROFS, _errno.EACCES, _errno.EPERM) \
+            or "readonly" in low or "read-only" in low:
+        return UserError(f"cannot write the index in {index_dir} ({text}): make the data folder writable or "
+                         f"choose another with --data-dir; nothing was changed")
+    if writing and _low_on_space(index_dir):  # chromadb says "Error in compaction" and the like
+        return UserError(f"cannot write the index in {index_dir} ({type(exc).__name__}: {text[:120]}; the disk is "
+                         f"full): free some disk space and run `assistant ingest` again; the previous index is "
+                         f"unchanged")
+    if "not a database" in low or "malformed" in low or "file is encrypted" in low:
+        return CorruptIndexError(f"the index file {db} is not a database: `assistant ingest --rebuild` "
+                                 f"rebuilds it from the notes (they are untouched)")
+    return CorruptIndexError(f"the Chroma store in {db.parent} cannot be opened ({type(exc).__name__}: {text}): "
+                             f"`assistant ingest --rebuild` rebuilds it from the notes")
 
 
 def release_chroma(index_dir: Path, chroma_url: str | None = None) -> None:
@@ -197,17 +252,59 @@ class Manifest:
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
-            raise CorruptIndexError(f"the index manifest {p} is unreadable ({exc})") from None
-        if data.get("version") != MANIFEST_VERSION:
-            raise CorruptIndexError(f"the index at {index_dir} was written by another version")
+            raise CorruptIndexError(f"the index manifest {p} is unreadable ({_one_line(exc)})") from None
+        problem = _manifest_problem(data)
+        if problem == "version":
+            raise CorruptIndexError(f"the index manifest {p} was written by another version")
+        if problem:
+            raise CorruptIndexError(f"the index manifest {p} is damaged ({problem})")
         return cls(**data)
 
     def save(self, index_dir: Path) -> None:
         _atomic_write(index_dir / "manifest.json", json.dumps(asdict(self), ensure_ascii=False))
 
 
-class CorruptIndexError(Exception):
-    pass
+class CorruptIndexError(UserError):
+    """An index file that is not what we wrote. Readers say to run `assistant ingest
+    --rebuild`; an ingest rebuilds from the notes and never needs the broken file."""
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200]
+
+
+def _manifest_problem(data: Any) -> str | None:
+    """What is wrong with the shape of a parsed manifest, or None."""
+    if not isinstance(data, dict):
+        return f"a JSON {type(data).__name__}, not an object"
+    if data.get("version") != MANIFEST_VERSION:
+        return "version"
+    allowed = {f for f in Manifest.__dataclass_fields__}
+    if set(data) - allowed:
+        return f"unknown fields {sorted(set(data) - allowed)[:3]}"
+    for key, kind in (("notes_dir", str), ("embed_model", str), ("chunk_chars", int)):
+        if not isinstance(data.get(key), kind) or isinstance(data.get(key), bool):
+            return f"{key} missing or not a {kind.__name__}"
+    if not (data.get("snapshot") is None or isinstance(data.get("snapshot"), str)):
+        return "snapshot is not a string"
+    if data.get("snapshot") and ("/" in data["snapshot"] or "\\" in data["snapshot"] or data["snapshot"].startswith(".")):
+        return "snapshot is not a snapshot name"
+    if not isinstance(data.get("options", {}), dict):
+        return "options is not an object"
+    files = data.get("files", {})
+    if not isinstance(files, dict):
+        return "files is not an object"
+    for rel, meta in files.items():
+        if not isinstance(meta, dict):
+            return f"the entry of {rel!r} is not an object"
+        for key in ("size", "mtime_ns"):
+            if not isinstance(meta.get(key), int) or isinstance(meta.get(key), bool):
+                return f"the {key} of {rel!r} is not a number"
+        if not isinstance(meta.get("chunks", []), list) or not all(isinstance(c, str) for c in meta.get("chunks", [])):
+            return f"the chunks of {rel!r} are not a list of ids"
+        if not isinstance(meta.get("sha256", ""), (str, type(None))):
+            return f"the sha256 of {rel!r} is not a string"
+    return None
 
 
 CHARS_BM25 = "bm25-chars"
@@ -278,11 +375,22 @@ def load_snapshot_chunks(index_dir: Path, name: str) -> list[StoredChunk]:
     p = index_dir / "snapshots" / name / "chunks.json"
     try:
         with open(p, encoding="utf-8") as f:
-            return [StoredChunk(**d) for d in json.load(f)]
+            rows = json.load(f)
+        if not isinstance(rows, list):
+            raise TypeError(f"a JSON {type(rows).__name__}, not a list")
+        chunks = [StoredChunk(**d) for d in rows]
+        for c in chunks:
+            if not (isinstance(c.id, str) and isinstance(c.file, str) and isinstance(c.text, str)
+                    and isinstance(c.clean, str) and isinstance(c.line_start, int) and isinstance(c.line_end, int)
+                    and isinstance(c.heading, list) and isinstance(c.tokens, list) and isinstance(c.text_hash, str)
+                    and all(isinstance(x, str) for x in c.heading) and all(isinstance(x, str) for x in c.tokens)
+                    and isinstance(c.section, int) and isinstance(c.kind, str)):
+                raise TypeError(f"a chunk of the wrong shape ({c.id!r})")
+        return chunks
     except FileNotFoundError:
         raise CorruptIndexError(f"snapshot {name} is missing from {index_dir}") from None
     except (OSError, ValueError, TypeError) as exc:
-        raise CorruptIndexError(f"snapshot {name} in {index_dir} is unreadable ({exc})") from None
+        raise CorruptIndexError(f"the index file {p} is unreadable ({_one_line(exc)})") from None
 
 
 def prune_snapshots(index_dir: Path, keep: Iterable[str]) -> None:
@@ -309,7 +417,18 @@ def remember_notes_dir(data_dir: Path, notes_dir: Path) -> None:
 
 
 def last_notes_dir(data_dir: Path) -> Path | None:
+    """The folder ingested last, or None before any ingest. A pointer file that is not what
+    we wrote is a CorruptIndexError: an `assistant ingest --rebuild NOTES_DIR` rewrites it."""
+    p = current_pointer(data_dir)
     try:
-        return Path(json.loads(current_pointer(data_dir).read_text())["notes_dir"])
-    except (OSError, ValueError, KeyError):
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
         return None
+    except (OSError, ValueError) as exc:
+        raise CorruptIndexError(f"the pointer file {p} is unreadable ({_one_line(exc)}): "
+                                f"run `assistant ingest --rebuild NOTES_DIR` to rebuild it") from None
+    if not isinstance(data, dict) or not isinstance(data.get("notes_dir"), str) or not data["notes_dir"] \
+            or "\x00" in data["notes_dir"]:
+        raise CorruptIndexError(f"the pointer file {p} is damaged (not {{\"notes_dir\": PATH}}): "
+                                f"run `assistant ingest --rebuild NOTES_DIR` to rebuild it")
+    return Path(data["notes_dir"])

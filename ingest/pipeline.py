@@ -39,6 +39,7 @@ from .index import (
     prune_snapshots,
     release_chroma,
     remember_notes_dir,
+    write_fault,
     write_snapshot,
 )
 from .load import DecodeError, read_note, walk
@@ -114,8 +115,17 @@ def run_ingest(settings: Any, notes_dir: Path, progress: Progress | None = None,
         raise NotesFolderError(f"{notes_dir} is a file, not a folder: pass the folder that holds your notes")
     notes_dir = notes_dir.resolve()
     index_dir = index_dir_for(settings.data_dir, notes_dir)
-    index_dir.mkdir(parents=True, exist_ok=True)
     model_id = embedder_id(settings.embed)
+    try:  # a read-only or full data dir: one line before anything is touched
+        index_dir.mkdir(parents=True, exist_ok=True)
+        with open(index_dir / "write.lock", "a"):
+            pass
+    except OSError as exc:
+        import errno
+
+        fix = ("free some disk space" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "make it writable")
+        raise UserError(f"cannot write to the data folder {settings.data_dir} ({exc.strerror or exc}): {fix} "
+                        f"or choose another with --data-dir (NOTES_ASSISTANT_DATA_DIR); nothing was changed") from None
 
     lock = FileLock(str(index_dir / "write.lock"))
     try:
@@ -127,10 +137,19 @@ def run_ingest(settings: Any, notes_dir: Path, progress: Progress | None = None,
             _drop_index(settings, index_dir)
         with chroma_errors(settings.chroma_url):
             summary = _ingest_locked(settings, notes_dir, index_dir, model_id, progress, embedder, hook, rebuild)
+    except Exception as exc:  # a full or read-only disk mid-write: one line; the old index stays in force
+        fault = write_fault(index_dir, exc) if not settings.chroma_url or isinstance(exc, OSError) else None
+        if fault is None:
+            raise
+        raise fault from None
     finally:
         release_chroma(index_dir, settings.chroma_url)
         lock.release()
-    remember_notes_dir(settings.data_dir, notes_dir)
+    try:
+        remember_notes_dir(settings.data_dir, notes_dir)
+    except OSError as exc:
+        summary.warnings.append(f"could not record {notes_dir} as the last folder ingested "
+                                f"({exc.strerror or exc}): pass it to `assistant ask --notes`")
     summary.seconds = round(time.perf_counter() - t0, 2)
     return summary
 
@@ -218,9 +237,9 @@ def _ingest_locked(settings, notes_dir: Path, index_dir: Path, model_id: str, pr
     options = split_options(settings)
     same_split = bool(old) and old.chunk_chars == settings.chunk_chars and (old.options or {}) == options
 
-    summary = IngestSummary(str(notes_dir), str(index_dir), skipped=len(found.skipped))
-    for s in found.unreadable:
-        summary.warnings.append(f"skipped {s.rel}: {s.reason}")
+    summary = IngestSummary(str(notes_dir), str(index_dir), skipped=len(found.skipped) + len(found.outside),
+                            unreadable=len(found.unreadable))
+    summary.warnings.extend(found.warnings())  # links out of the folder, files that cannot be read
     skipped = walk_skipped(found)  # recorded in the manifest: `assistant status --files`
 
     old_files = dict(old.files) if old else {}
@@ -370,8 +389,9 @@ def _unchanged_run(settings, notes_dir: Path, index_dir: Path, old: Manifest | N
     left_out = {n.rel for n in found.notes if n.rel not in old.files}
     if old.skipped is None or set(old.skipped) != set(walk_skipped(found)) | left_out:
         return None  # what is skipped changed (or was never recorded): the manifest says why, so rewrite it
-    summary = IngestSummary(str(notes_dir), str(index_dir), skipped=len(found.skipped))
-    summary.warnings.extend(f"skipped {s.rel}: {s.reason}" for s in found.unreadable)
+    summary = IngestSummary(str(notes_dir), str(index_dir), skipped=len(found.skipped) + len(found.outside),
+                            unreadable=len(found.unreadable))
+    summary.warnings.extend(found.warnings())  # links out of the folder, files that cannot be read
     seen_files = set()
     for note in found.notes:
         prev = old.files.get(note.rel)

@@ -2,8 +2,8 @@
 
 Folder-level cases (binary file named .md, GBK and UTF-16 notes, an empty note, a 50 MB
 note, a symlink loop) go through one real `assistant ingest`; question, index and disk
-cases each have their own test. The full disk is simulated (``os.fsync`` raising
-ENOSPC while the snapshot is written): a real full disk cannot be made safely here.
+cases each have their own test. The full disk is simulated here (``os.fsync`` raising
+ENOSPC while the snapshot is written); tests/test_hostile.py fills a real tmpfs (as root).
 """
 
 from __future__ import annotations

@@ -138,14 +138,19 @@ def test_symlink_loop_is_survived(tmp_path):
     assert len(rels) == 2  # every real file once, whatever path reached it first
 
 
-def test_symlinked_folder_outside_the_root_is_followed(tmp_path):
+def test_symlinked_folder_outside_the_root_is_skipped_with_a_warning(tmp_path):
+    """Issue 16: a folder linked from outside the notes folder is not part of it (the web
+    chat's viewer refuses it too); one warning names it. See tests/test_hostile.py."""
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     (outside / "linked.md").write_text("linked note", encoding="utf-8")
     root = tmp_path / "notes"
     root.mkdir()
     os.symlink(outside, root / "shortcut")
-    assert [n.rel for n in walk(root).notes] == ["shortcut/linked.md"]
+    found = walk(root)
+    assert found.notes == []
+    assert [s.rel for s in found.outside] == ["shortcut/"]
+    assert len(found.warnings()) == 1 and "outside the notes folder" in found.warnings()[0]
 
 
 def test_dangling_symlink_is_reported_not_raised(tmp_path):

@@ -1,0 +1,94 @@
+"""Checks an answer makes before it shows anything: the passages still stand in their
+files, and the question has something to look up.
+
+Both are called at one point of :meth:`assistant.query.NotesAssistant.ask`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Sequence
+
+
+def _file_state(notes_dir: Path, rel: str, meta: Any) -> str:
+    """``"same"`` when note ``rel`` is, on disk now, what the index read (same size and
+    mtime, or same bytes); ``"changed"`` or ``"gone"`` (deleted, unreadable, or no longer
+    inside the notes folder) otherwise."""
+    import hashlib
+
+    from ingest.paths import OutsideNotesError, note_path
+
+    try:
+        path = note_path(notes_dir, rel)
+        st = path.stat()
+    except (OSError, OutsideNotesError):
+        return "gone"
+    if not isinstance(meta, dict):
+        return "changed"
+    if st.st_size == meta.get("size") and st.st_mtime_ns == meta.get("mtime_ns"):
+        return "same"
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return "gone"
+    return "same" if hashlib.sha256(data).hexdigest() == meta.get("sha256") else "changed"
+
+
+def inside_only(passages: Sequence[Any], notes_dir: Path) -> list[Any]:
+    """The passages whose file is inside the notes folder now (ingest.paths, the one rule):
+    an index written before a note was replaced by a link out of the folder (or by an older
+    version that followed such links) never shows what the link leads to."""
+    from ingest.paths import is_inside, real_root
+
+    root = real_root(notes_dir)
+    return [p for p in passages if is_inside(root, os.path.join(root, p.chunk.file), root)]
+
+
+def drop_stale(passages: Sequence[Any], snapshot: Any) -> tuple[list[Any], list[str], str | None]:
+    """Keep the passages of notes that are, on disk now, what the index read.
+
+    Returns ``(passages, warnings, message)``: the passages of unchanged notes; one
+    warning per note changed (or gone) since the last ingest, whose passages are left
+    out whole (the prompt may add a passage's neighbours from the same note, so a note
+    that changed anywhere is not quoted); and, when any was, the line an answer that
+    cannot be given adds (the note changed: run `assistant ingest`). So an answer never
+    quotes text that is no longer in its file.
+    """
+    notes_dir = Path(snapshot.notes_dir)
+    files = getattr(getattr(snapshot, "manifest", None), "files", None) or {}
+    state: dict[str, str] = {}
+    kept: list[Any] = []
+    for p in passages:
+        f = p.chunk.file
+        if f not in state:
+            state[f] = _file_state(notes_dir, f, files.get(f))
+        if state[f] == "same":
+            kept.append(p)
+    changed = [f for f, st in state.items() if st != "same"]
+    warnings = [f"{f} {'changed' if state[f] == 'changed' else 'was deleted or moved'} since the last ingest: "
+                f"its old passages were left out of the answer; run `assistant ingest` to index it as it is now"
+                for f in changed]
+    message = None
+    if changed:
+        names = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+        message = (f"Notes that match this question changed since the last ingest ({names}), so their old "
+                   f"text is not quoted: run `assistant ingest` and ask again.")
+    return kept, warnings, message
+
+
+# --- a question with nothing to look up --------------------------------------------
+
+_MATH = re.compile(r"\$\$.*?\$\$|\$[^$]*\$|\\\(.*?\\\)|\\\[.*?\\\]", re.S)
+_COMMAND = re.compile(r"\\[A-Za-z]+\*?")
+_WORD = re.compile(r"[^\W\d_]{2,}")  # two letters in a row, any script
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff\uac00-\ud7af]")
+
+
+def nothing_to_look_up(question: str) -> bool:
+    """True when the question has no word to look up: only emoji, symbols, numbers or a
+    formula (``$\\frac{a}{b}$``, ``\\sum_i x_i^2``). Such a question gets "the notes do not
+    cover this", not sentences that merely sit near it in embedding space."""
+    rest = _COMMAND.sub(" ", _MATH.sub(" ", question or ""))
+    return not (_CJK.search(rest) or _WORD.search(rest))
