@@ -6,7 +6,6 @@ language follows the question's.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -86,25 +85,6 @@ def evidence(question: str, passages: Sequence[Passage], settings: Any, lang: st
         return Evidence(True, overlap, sim, "a close passage in the other language")
     return Evidence(False, overlap, sim, f"term overlap {overlap:.2f}, similarity {sim:.3f}: "
                                          f"too little of the question is in the notes")
-
-
-def focus_coverage(question: str, passages: Sequence[Passage], doc_freq: dict[str, int], n_chunks: int,
-                   top: int = 3) -> float:
-    """The share of the question's terms, weighted by how rare each is in the notes (IDF),
-    that the best passages hold. A near miss shares the common words of a topic the notes
-    cover but not its rare, specific one ("GPT-3", "层数" of a model never described): the
-    plain term overlap of ``evidence()`` passes it, this does not. 1.0 when the question
-    has no terms."""
-    q_terms = content_terms(question)
-    if not q_terms:
-        return 1.0
-    weight = {t: math.log((n_chunks + 1) / (doc_freq.get(t, 0) + 0.5)) for t in q_terms}
-    found: set[str] = set()
-    for p in passages[:top]:
-        found.update(p.chunk.tokens)
-        found.update(content_terms(p.chunk.heading_path))
-    total = sum(weight.values())
-    return sum(w for t, w in weight.items() if t in found) / total if total > 0 else 1.0
 
 
 def passage_language(text: str) -> str:

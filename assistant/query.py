@@ -211,7 +211,7 @@ class NotesAssistant:
         ranked = rank_sentences(q, passages, self.snapshot.embedder, limit=self.settings.prompt_passages)
         best = ranked[: self.settings.evidence_sentences]
         yield ("planned", {"style": style, "sentences": best})
-        if not best or not answers(q, best[0]) or best[0].score < self.settings.min_sentence_score:
+        if not best or not answers(q, best[0]):
             why = "no sentence holds what the question asks for" if best else "no sentence to answer from"
             yield from self._refuse(run, lang, f"sentence evidence: {why}")
             return
@@ -283,7 +283,7 @@ class NotesAssistant:
 
     def _extract(self, run: "_Run", q: str, lang: str, ranked: Sequence[Any], llm_name: str | None,
                  shown_before: str = ""):
-        text = extractive(q, ranked)
+        text = extractive(q, ranked, self.snapshot.embedder)
         cited = cite(text, run.passages, self.snapshot.notes_dir, infer_missing=False) if text else None
         if cited is None or not cited.citations:
             yield from self._refuse(run, lang, "no note sentence answers the question", llm=llm_name)

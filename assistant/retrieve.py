@@ -94,7 +94,6 @@ class IndexSnapshot:
         self._sections = None
         self._terms = None
         self._language: str | None = None
-        self._df: dict[str, int] | None = None
         self._lock = threading.Lock()
 
     def is_stale(self) -> bool:
@@ -193,19 +192,6 @@ class IndexSnapshot:
 
                 self._terms = bilingual_terms(c.clean or c.text for c in self.chunks if c.kind != "code")
             return self._terms
-
-    @property
-    def doc_freq(self) -> dict[str, int]:
-        """In how many chunks each keyword token stands (for weighting a question's terms)."""
-        with self._lock:
-            if self._df is None:
-                from collections import Counter
-
-                df: Counter = Counter()
-                for c in self.chunks:
-                    df.update(set(c.tokens))
-                self._df = dict(df)
-            return self._df
 
     @property
     def language(self) -> str:

@@ -81,7 +81,6 @@ class Settings(BaseSettings):
                               description="extract: the best note sentences, no model; phrase: the model rewords "
                               "the few best sentences; passages: the model reads whole passages; auto: by model")
     evidence_sentences: int = Field(default=3, ge=1, le=12, description="Best sentences the phrase style shows")
-    min_sentence_score: float = Field(default=0.0, description="Refuse when the best sentence scores under this")
     # the evidence gate (measured on held-apart questions: e5 similarities of off-topic
     # Chinese questions reach 0.85, so similarity alone cannot gate; term overlap can)
     min_overlap: float = Field(default=0.5, description="Evidence gate: share of question terms found, alone")

@@ -45,7 +45,7 @@ def collect(suite_path: Path, part: str, limit: int, work: Path) -> list[dict]:
     s = load_settings(data_dir=data_dir)
     run_ingest(s, suite.notes_dir)
     qa = NotesAssistant(s, notes_dir=suite.notes_dir)
-    from assistant.answer import evidence, focus_coverage
+    from assistant.answer import evidence
     from assistant.compose import answers
 
     rows = []
@@ -53,11 +53,10 @@ def collect(suite_path: Path, part: str, limit: int, work: Path) -> list[dict]:
         ps = qa.search(c.question)
         lang = question_language(c.question)
         gate = evidence(c.question, ps, s, lang).enough
-        focus = focus_coverage(c.question, ps, qa.snapshot.doc_freq, len(qa.snapshot.chunks))
         cross = lang != qa.snapshot.language
         sents = featurize(c.question, candidates(ps, limit), qa.snapshot.embedder)
         rows.append({"suite": suite_path.stem, "id": c.id, "lang": lang, "answerable": c.answerable,
-                     "gate": gate, "focus": focus, "cross": cross, "facts": c.must_include,
+                     "gate": gate, "cross": cross, "facts": c.must_include,
                      "sentences": [{"text": x.plain, "features": x.features, "typed": answers(c.question, x),
                                     "cover": _cover(facts_found(x.plain, c.must_include)) if c.answerable else 0.0}
                                    for x in sents]})
@@ -96,11 +95,9 @@ def evaluate(rows: list[dict], weights: dict[str, float]) -> dict:
 
 
 MARGINS = (0.02, 0.05, 0.1)
-FOCUS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9)
 
 
-def refusals(rows: list[dict], weights: dict[str, float], threshold: float, typed: bool = True,
-             focus: float = 0.0) -> dict:
+def refusals(rows: list[dict], weights: dict[str, float], threshold: float, typed: bool = True) -> dict:
     """Refusal accuracy on unanswerable cases and false refusals on answerable ones, for
     the gate + "the best sentence holds the kind asked for" + "scores at least threshold"."""
     right, wrong, n_un, n_ans = 0, 0, 0, 0
@@ -108,8 +105,7 @@ def refusals(rows: list[dict], weights: dict[str, float], threshold: float, type
         ranked = sorted(r["sentences"], key=lambda x: -sum(weights.get(k, 0.0) * v for k, v in x["features"].items()))
         top = ranked[0] if ranked else None
         score = sum(weights.get(k, 0.0) * v for k, v in top["features"].items()) if top else -9
-        refused = ((not r["gate"]) or top is None or (typed and not top["typed"]) or score < threshold
-                   or (not r.get("cross") and r.get("focus", 1.0) < focus))
+        refused = (not r["gate"]) or top is None or (typed and not top["typed"]) or score < threshold
         if r.get("answerable", True):
             n_ans += 1
             wrong += refused
@@ -163,18 +159,13 @@ def main() -> int:
             cache.write_text(json.dumps(rows, ensure_ascii=False))
         rows_by_suite[sp.stem] = rows
     weights = fit(rows_by_suite) if args.fit else WEIGHTS
-    from assistant.settings import Settings
-
-    threshold = Settings.model_fields["min_sentence_score"].default
+    threshold = -9.0  # the product refuses on the gate and the answer type, not on a score (see --fit)
     if args.fit:
         print("fitted weights:", json.dumps(weights))
         for t in THRESHOLDS:
             for typed in (False, True):
                 stats = [refusals(rows, weights, t, typed) for rows in rows_by_suite.values() if rows]
                 print(f"threshold {t:+.2f} typed={typed}: " + " | ".join(json.dumps(x) for x in stats))
-        for f in FOCUS:
-            stats = [refusals(rows, weights, -9, True, f) for rows in rows_by_suite.values() if rows]
-            print(f"focus {f:.2f} typed=True: " + " | ".join(json.dumps(x) for x in stats))
     for name, rows in rows_by_suite.items():
         for lang in ("all", "zh", "en"):
             sub = [r for r in rows if lang == "all" or r["lang"] == lang]

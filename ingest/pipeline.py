@@ -42,10 +42,13 @@ from .index import (
     write_fault,
     write_snapshot,
 )
+from .keywords import TOKENIZER_VERSION
 from .load import DecodeError, read_note, walk
 from .split import split_text
 
 EMBED_BATCH = 32
+
+
 SPLITTER_VERSION = 4
 WRITE_BATCH = 256
 
@@ -452,7 +455,8 @@ def skip_reason(note, max_bytes: int, exc: Exception | None = None) -> str:
 def split_options(settings) -> dict[str, Any]:
     """Options besides chunk_chars that change the chunks or what is embedded."""
     # SPLITTER_VERSION changes when split.py's rules change, so an upgrade re-splits
-    return {"embed_headings": bool(getattr(settings, "embed_headings", True)), "splitter": SPLITTER_VERSION}
+    return {"embed_headings": bool(getattr(settings, "embed_headings", True)), "splitter": SPLITTER_VERSION,
+            "tokenizer": TOKENIZER_VERSION}
 
 
 def _all_ids(col) -> list[str]:
