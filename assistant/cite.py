@@ -138,18 +138,30 @@ def _locate(notes_dir: Path, file: str, line_start: int, line_end: int, quote: s
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
 
+_NAME = re.compile(r"\b[A-Za-z]*[A-Z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)*\b")
+
+
 def claim_holds(sentence: str, chunk_text: str) -> bool:
     """A sentence that states a figure is supported only by a passage sentence that holds
-    the same figure *and* some of what the answer says of it (its subject): "the 1.5B model
-    reaches 0.80" cited to a passage where 0.80 belongs to another model fails, though every
-    word stands somewhere in the passage. Sentences without figures pass."""
-    numbers = set(_NUMBER.findall(_MARKER.sub("", sentence)))
+    the same figure *and* what the answer says it belongs to: every name the sentence uses
+    (BERT, ViT-Huge: words with a capital) and, without names, some of its other terms.
+    "BERT masks 75%" cited to a passage where 75% is MAE's fails, though every word stands
+    somewhere in the passage. Sentences without figures pass."""
+    body = _MARKER.sub("", sentence)
+    numbers = set(_NUMBER.findall(body))
     if not numbers:
         return True
-    rest = _NUMBER.sub(" ", _MARKER.sub("", sentence))
-    for s, e in _sentence_spans(chunk_text):
-        piece = chunk_text[s:e]
-        if numbers <= set(_NUMBER.findall(piece)) and (not terms(rest) or support(rest, piece) >= SUBJECT_MIN):
+    rest = _NUMBER.sub(" ", body)
+    names = {n.lower() for n in _NAME.findall(rest) if len(n) > 1}
+    flat = re.sub(r"\s*\n\s*", " ", chunk_text)  # a sentence that a line break cut is one sentence
+    for s, e in _sentence_spans(flat):
+        piece = flat[s:e]
+        if not numbers <= set(_NUMBER.findall(piece)):
+            continue
+        if names:
+            if names <= {w.lower() for w in _NAME.findall(piece)} | {w.lower() for w in re.findall(r"[A-Za-z0-9\-]+", piece)}:
+                return True
+        elif not terms(rest) or support(rest, piece) >= SUBJECT_MIN:
             return True
     return False
 
@@ -270,7 +282,8 @@ def cite(answer: str, passages: Sequence, notes_dir: Path, infer_missing: bool =
         if not kept and infer_missing and body.strip() and len(terms(body)) >= 2:
             # no marker, or none that holds: cite the passage that clearly supports the
             # sentence, if one does (small models often forget or misnumber markers)
-            scored = [(support(body, p.chunk.clean or p.chunk.text), -i, i + 1) for i, p in enumerate(passages)]
+            scored = [(support(body, p.chunk.clean or p.chunk.text), -i, i + 1) for i, p in enumerate(passages)
+                      if claim_holds(body, p.chunk.text)]
             sc, _, n = max(scored) if scored else (0.0, 0, 0)
             if sc >= INFER_MIN:
                 if n not in citations:

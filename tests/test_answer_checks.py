@@ -90,7 +90,6 @@ def test_the_worked_example_never_reaches_an_answer(tmp_path, embedder):
     """The prompt's demonstration (Adam's learning rate, gradient clipping) is not note text:
     asked about it over notes that do not hold it, the assistant refuses instead of copying it."""
     from assistant.query import NotesAssistant
-    from assistant.settings import load_settings
     from ingest.pipeline import run_ingest
 
     notes = tmp_path / "notes"
@@ -99,7 +98,9 @@ def test_the_worked_example_never_reaches_an_answer(tmp_path, embedder):
     settings = make_settings(tmp_path / "data")
     run_ingest(settings, notes, embedder=embedder)
     qa = NotesAssistant(settings, notes)
-    example = (Path(load_settings().prompts_dir) / "example.zh.txt").read_text(encoding="utf-8")
+    from assistant.answer import prompt
+
+    example = prompt(settings, "example", "zh") + prompt(settings, "example", "en")
     for question in ["Adam 优化器默认的学习率是多少？", "MAE 随机遮住多少比例的图像块？"]:
         ans = qa.ask(question)
         for line in example.splitlines():
