@@ -70,8 +70,9 @@ class Settings(BaseSettings):
     char_weight: float = Field(default=0.0, ge=0, description="Weight of the Chinese character n-gram index "
                                "in the fusion (it catches what word segmentation misses)")
     rrf_k: int = Field(default=60, ge=1)
-    term_expansion: bool = Field(default=True, description="Add the other-language names of a question's terms "
-                                 "(mined from the notes, e.g. 自注意力（self-attention）) to its keyword search")
+    term_expansion: bool = Field(default=False, description="Add the other-language names of a question's terms "
+                                 "(mined from the notes, e.g. 自注意力（self-attention）) to its keyword search; off: "
+                                 "it won on the tune part, lost on the report part (benchmarks/README.md)")
     code_penalty: float = Field(default=0.0, ge=0, le=1, description="Fused-score factor for code chunks "
                                 "when the question is not about code")
     question_penalty: float = Field(default=0.5, ge=0, le=1, description="Fused-score factor for passages "
