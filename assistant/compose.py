@@ -76,7 +76,7 @@ def extractive(question: str, ranked: Sequence[Sentence], embedder: Any = None,
     chosen = list(ranked[:sentences])
     parts = []
     for s in chosen:
-        claim = trim(s.one_line, question, embedder=embedder).rstrip()
+        claim = trim(s.one_line, question, embedder=embedder).rstrip().rstrip("，,;；:：、")
         end = claim[-1:] if claim[-1:] in "。！？!?.;；" else ""
         body = claim[:-1] if end else claim
         parts.append(f"{body} [{s.n}]{end or ('。' if re.search(r'[一-鿿]', body) else '.')}")

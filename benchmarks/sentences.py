@@ -116,9 +116,9 @@ def refusals(rows: list[dict], weights: dict[str, float], threshold: float, type
             "false_refusals": round(wrong / n_ans, 3) if n_ans else None, "unanswerable": n_un}
 
 
-GRID = {"dense": [1.0], "lexical": [0.0, 0.15, 0.3, 0.6], "heading": [0.0, 0.05, 0.15],
-        "cue": [0.0, 0.02, 0.05, 0.1], "rank": [0.0, 0.02, 0.05, 0.1], "first": [0.0, 0.02, 0.05],
-        "short": [0.0, -0.05, -0.1]}
+GRID = {"dense": [1.0], "lexical": [0.15, 0.3, 0.6], "heading": [0.0, 0.05],
+        "cue": [0.05, 0.1, 0.2], "rank": [0.02, 0.05, 0.1], "first": [0.0, 0.02],
+        "short": [0.0, -0.05]}
 
 
 THRESHOLDS = (-1.0, 0.80, 0.85, 0.90, 0.95, 1.0, 1.05, 1.1, 1.15, 1.2)

@@ -49,7 +49,7 @@ from .split import split_text
 EMBED_BATCH = 32
 
 
-SPLITTER_VERSION = 4
+SPLITTER_VERSION = 5
 WRITE_BATCH = 256
 
 

@@ -39,6 +39,7 @@ _WIKILINK = re.compile(r"\[\[([^\]|#]+)(?:#[^\]|]*)?(?:\|([^\]]+))?\]\]")
 _HTML_TAG = re.compile(r"</?[A-Za-z][^>]{0,200}>")
 _SENT_END = set("。！？；!?;")
 _CJK_CHARS = re.compile(r"[\u3400-\u9fff]")
+_NEW_SENTENCE = re.compile(r"[ \t]+[A-Z][a-z]")
 _BEGIN_ENV = re.compile(r"\\begin\{([A-Za-z]+\*?)\}")
 
 
@@ -276,8 +277,9 @@ def _sentence_spans(text: str) -> list[tuple[int, int]]:
         end = None
         if ch in _SENT_END:
             end = i + 1
-        elif ch == "." and (i + 1 == n or text[i + 1] in " \n") and i > 0 and not text[i - 1].isdigit():
-            end = i + 1
+        elif ch == "." and (i + 1 == n or text[i + 1] in " \n") and i > 0 and (
+                not text[i - 1].isdigit() or _NEW_SENTENCE.match(text, i + 1)):
+            end = i + 1  # after a figure too when a new sentence starts ("… = 1e-8. Adam also …")
         elif ch == "\n":
             end = i + 1
         if end is not None:

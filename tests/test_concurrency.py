@@ -126,7 +126,8 @@ def test_search_and_ask_during_an_ingest_see_old_or_new_never_a_mix(tmp_path, fo
         ing.step()
         ing.wait_for("paused at before-manifest")
         r = assistant(["ask", QUESTION, "--json", "--llm", "embedded"], data, **SHORT)
-        assert r.returncode == 0, r.stderr[-2000:]
+        # 4: refused, which is right when the notes it would quote changed since the index was written
+        assert r.returncode in (0, 4), r.stderr[-2000:]
         ans = json.loads(r.stdout)
         stages["before-manifest/ask"] = _which(_locs(ans["sources"]), old, new)
         assert ans["answer"].strip()

@@ -75,9 +75,10 @@ def add_escape_links(notes: Path, outside: Path) -> None:
 def ui_settings(data_dir: Path, notes: Path | None, **kw):
     from assistant.settings import load_settings
 
-    # short answers and prompts: these tests check the UI, not the model's prose
+    # short answers and prompts: these tests check the UI, not the model's prose; the model
+    # writes the answer (answer_style passages), so that there is a stream to watch
     base = dict(data_dir=data_dir, notes_dir=notes, llm="embedded", max_answer_tokens=96, prompt_passages=3,
-                prompt_chars=1400)
+                prompt_chars=1400, answer_style="passages")
     base.update(kw)
     return load_settings(**base)
 
