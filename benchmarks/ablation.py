@@ -182,7 +182,7 @@ def main() -> int:
 
     from assistant.query import NotesAssistant
     from assistant.settings import load_settings
-    from ingest.pipeline import run_ingest
+    from assistant.indexing import ingest_notes as run_ingest
 
     results = []
     for suite_path in args.suites:

@@ -94,7 +94,7 @@ def main(argv=None) -> int:
     from assistant.context import prompt_passages
     from assistant.query import NotesAssistant
     from assistant.settings import load_settings
-    from ingest.pipeline import run_ingest
+    from assistant.indexing import ingest_notes as run_ingest
 
     start = machine()
     notes = a.notes_dir.expanduser().resolve()

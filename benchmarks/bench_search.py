@@ -48,7 +48,7 @@ def queries(sentences: list[str], n: int, seed: int = 11) -> list[str]:
 
 def build(size: int, a, sentences, real_emb) -> tuple[Path, Path, str, int]:
     from assistant.settings import load_settings
-    from ingest.pipeline import run_ingest
+    from assistant.indexing import ingest_notes as run_ingest
 
     n_notes = max(1, round(size / CHUNKS_PER_NOTE))
     folder = make_notes_folder(a.work / f"search-{size}", n_notes, sentences, seed=size)

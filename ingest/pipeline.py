@@ -22,8 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from assistant.errors import BusyError, IndexMismatchError, NotesFolderError, UserError
-
+from .errors import BusyError, IndexMismatchError, NotesFolderError, UserError
 from .index import (
     CorruptIndexError,
     Manifest,
@@ -31,6 +30,7 @@ from .index import (
     chroma_client,
     chroma_errors,
     collection_name,
+    embedder_id,
     get_collection,
     index_dir_for,
     load_snapshot_chunks,
@@ -94,15 +94,19 @@ class IngestSummary:
 
 def run_ingest(settings: Any, notes_dir: Path, progress: Progress | None = None,
                embedder: Any = None, rebuild: bool = False,
-               _hook: Callable[[str], None] | None = None) -> IngestSummary:
+               _hook: Callable[[str], None] | None = None,
+               make_embedder: Callable[[], Any] | None = None) -> IngestSummary:
     """Bring the index of ``notes_dir`` up to date and return what changed.
+
+    The embedding model is ``embedder``, or the one ``make_embedder()`` returns when
+    something needs embedding (an unchanged folder never builds one). The front ends
+    call :func:`assistant.indexing.ingest_notes`, which passes the model that
+    ``settings.embed`` names.
 
     ``_hook(stage)`` is called between write stages; tests use it to observe or
     interrupt a run at a precise point.
     """
     from filelock import FileLock, Timeout
-
-    from assistant.models import embedder_id
 
     progress = progress or _Quiet()
     hook = _hook or _test_pause_hook() or (lambda stage: None)
@@ -126,7 +130,8 @@ def run_ingest(settings: Any, notes_dir: Path, progress: Progress | None = None,
         if rebuild:
             _drop_index(settings, index_dir)
         with chroma_errors(settings.chroma_url):
-            summary = _ingest_locked(settings, notes_dir, index_dir, model_id, progress, embedder, hook, rebuild)
+            summary = _ingest_locked(settings, notes_dir, index_dir, model_id, progress,
+                                         embedder or make_embedder, hook, rebuild)
     finally:
         release_chroma(index_dir, settings.chroma_url)
         lock.release()
@@ -462,9 +467,9 @@ def _store_missing(col, missing: list[StoredChunk], settings, embedder, progress
             to_embed.setdefault(c.text_hash, c.embed_text)
 
     if embedder is None:
-        from assistant.models import make_embedder
-
-        embedder = make_embedder(settings.embed, settings)
+        raise TypeError("run_ingest needs an embedder (or make_embedder) to embed new chunks")
+    if not hasattr(embedder, "get_text_embedding_batch"):
+        embedder = embedder()  # a factory: build the model only now that there is work for it
 
     pending = [c for c in missing if c.text_hash in reuse]
     summary.chunks_reused = len(pending)
