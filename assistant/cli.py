@@ -60,37 +60,6 @@ def _guard(fn):
 
 # ingest -----------------------------------------------------------------------------
 
-class _RichProgress:
-    def __init__(self, console):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, \
-            TimeElapsedColumn, TimeRemainingColumn
-
-        self.console = console
-        self.p = Progress(TextColumn("{task.description:<18}"), BarColumn(), MofNCompleteColumn(),
-                          TaskProgressColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
-                          TextColumn("eta"), TimeRemainingColumn(), console=console, transient=False)
-        self.task = None
-        self.p.start()
-
-    def stage(self, name: str, total: int) -> None:
-        if self.task is not None:
-            self.p.update(self.task, completed=self.p.tasks[self.task].total)
-        self.task = self.p.add_task(name, total=max(total, 0), rate="")
-
-    def advance(self, n: int = 1) -> None:
-        if self.task is not None:
-            self.p.advance(self.task, n)
-            t = self.p.tasks[self.task]
-            if t.elapsed and t.completed:
-                self.p.update(self.task, rate=f"{t.completed / t.elapsed:.1f}/s")
-
-    def warn(self, message: str) -> None:
-        self.console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)  # one line
-
-    def close(self):
-        self.p.stop()
-
-
 @app.command()
 def ingest(
     notes_dir: Optional[Path] = typer.Argument(None, help="Folder of notes (.md, .markdown, .txt)"),
@@ -104,22 +73,22 @@ def ingest(
     """Index a notes folder: only new or changed files are embedded."""
     s = _settings(data_dir=data_dir, embed=embed, chroma_url=chroma_url, chunk_chars=chunk_chars,
                   notes_dir=notes_dir)
-    folder = notes_dir or s.notes_dir
-    if folder is None:
-        from ingest.index import last_notes_dir
+    from ingest.index import notes_folder
 
-        folder = last_notes_dir(s.data_dir)
-        if folder is None:
-            _fail("which folder? run `assistant ingest NOTES_DIR`")
-    from ingest.pipeline import run_ingest
+    folder = notes_folder(s.data_dir, notes_dir, s.notes_dir)
+    if folder is None:
+        _fail("which folder? run `assistant ingest NOTES_DIR`")
+    from .indexing import ingest_notes
 
     progress = None
     if not as_json:
         from rich.console import Console
 
-        progress = _RichProgress(Console(stderr=True))
+        from .progress import RichProgress
+
+        progress = RichProgress(Console(stderr=True))
     try:
-        summary = _guard(lambda: run_ingest(s, folder, progress=progress, rebuild=rebuild))
+        summary = _guard(lambda: ingest_notes(s, folder, progress=progress, rebuild=rebuild))
     finally:
         if progress:
             progress.close()
@@ -209,20 +178,9 @@ def status(
 ):
     """The settings in force, the index and the answering model."""
     s = _settings(data_dir=data_dir, llm=llm, embed=embed, chroma_url=chroma_url, notes_dir=notes)
-    from .errors import UserError
-    from .llm import describe_llm
-    from .retrieve import IndexSnapshot
+    from .query import NotesAssistant
 
-    info = {"config_file": str(s.config_file), "config_file_exists": s.config_file.exists(),
-            "settings": json.loads(s.model_dump_json())}
-    try:
-        info["index"] = IndexSnapshot(s).stats()
-    except UserError as exc:
-        info["index"] = {"error": str(exc)}
-    try:
-        info["llm"] = describe_llm(s)
-    except UserError as exc:
-        info["llm"] = {"error": str(exc)}
+    info = NotesAssistant(s).status()
     if as_json:
         typer.echo(json.dumps(info, ensure_ascii=False, indent=2))
         return
