@@ -233,16 +233,20 @@ def eval_suite(
     judge: Optional[str] = typer.Option(None, "--judge", help="LLM judge (e.g. ollama:qwen2.5:7b); never gates"),
     temperature: float = typer.Option(0.0, "--temperature", min=0.0, max=2.0,
                                       help="Answer temperature (default 0: the same code gives the same grades)"),
+    part: str = typer.Option("all", "--part", help="tune | report | all: the chapters of the suite's `parts:` to run"),
+    retrieval_only: bool = typer.Option(False, "--retrieval-only",
+                                        help="Grade retrieval alone (hit@1, hit@5, MRR), no LLM: seconds, not minutes"),
     data_dir: Optional[Path] = DataDir,
     embed: Optional[str] = EmbedOpt,
     chroma_url: Optional[str] = ChromaOpt,
 ):
     """Grade retrieval, citations and answers on a suite of Q&A pairs; exit 1 on a regression."""
     s = _settings(data_dir=data_dir, llm=llm, embed=embed, chroma_url=chroma_url, temperature=temperature)
-    from . import evaluate
+    from .eval import main as run_eval
 
-    code = _guard(lambda: evaluate.main(s, suite, notes=notes, baseline=baseline, out=out, compare=compare,
-                                        as_json=as_json, limit=limit, judge=judge))
+    code = _guard(lambda: run_eval(s, suite, notes=notes, baseline=baseline, out=out, compare=compare,
+                                   as_json=as_json, limit=limit, judge=judge, part=part,
+                                   retrieval_only=retrieval_only))
     raise typer.Exit(code)
 
 

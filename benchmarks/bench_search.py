@@ -69,15 +69,15 @@ def measure(folder: Path, data: Path, qs: list[str], embedder) -> dict:
     from assistant.query import NotesAssistant
     from assistant.settings import load_settings
 
-    qa = NotesAssistant(load_settings(data_dir=data), folder)
-    qa.snapshot._embedder = embedder  # the model already loaded in this process: its load is not search
+    # the model already loaded in this process: its load is not search
+    qa = NotesAssistant(load_settings(data_dir=data), folder, embedder=embedder)
     t = time.perf_counter()
     qa.search(qs[0])
     cold = time.perf_counter() - t
     for q in qs[:3]:
         qa.search(q)  # warm
     lat, parts = [], {"embed": [], "dense": [], "keyword": [], "chars": []}
-    r = qa._retriever
+    r = qa.retriever
     for q in qs:
         t = time.perf_counter()
         qa.search(q)
