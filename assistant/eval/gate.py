@@ -27,7 +27,7 @@ def check_thresholds(metrics: dict[str, Any], thresholds: dict[str, float]) -> l
 
 def compare_baseline(metrics: dict[str, Any], base: dict[str, Any], tolerance: float) -> list[str]:
     failures = []
-    for name, label, higher, gateable in METRICS:
+    for name, _label, higher, gateable in METRICS:
         if not gateable:
             continue
         cur, old = metrics.get(name), base.get(name)
