@@ -183,6 +183,119 @@ def _drop_index(settings, index_dir: Path) -> None:
         shutil.rmtree(index_dir / "chroma", ignore_errors=True)
 
 
+# --- the plan: what changed, decided from the manifest and the folder alone ---------------
+
+@dataclass
+class Plan:
+    """What an ingest run has to do. ``current`` maps each readable note to its (size,
+    mtime_ns, sha256); the hash is None for a note whose size and mtime the manifest
+    records (it was not read)."""
+
+    unchanged: list[str] = field(default_factory=list)  # as indexed: chunks kept
+    touched: list[str] = field(default_factory=list)  # new mtime, same content: chunks kept, manifest updated
+    new: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    renamed: dict[str, str] = field(default_factory=dict)  # new path -> the old path of the same content
+    deleted: list[str] = field(default_factory=list)  # in the manifest, gone from the folder
+    dropped: list[str] = field(default_factory=list)  # in the manifest, still there but no longer readable
+
+    @property
+    def empty(self) -> bool:
+        """Nothing to read, split, embed or publish: the index holds the folder as it is."""
+        return not (self.touched or self.new or self.changed or self.renamed or self.deleted or self.dropped)
+
+    @property
+    def to_split(self) -> list[str]:
+        return [*self.new, *self.changed, *self.renamed]
+
+
+def plan_changes(old_files: dict[str, dict[str, Any]], current: dict[str, tuple[int, int, str | None]],
+                 present: set[str], resplit: bool = False, known: set[str] | None = None) -> Plan:
+    """Compare the manifest's files (``old_files``) with the folder (``current``: the readable
+    notes; ``present``: every note file there, readable or not). ``resplit``: the split options
+    changed, so no old chunk is kept. ``known``: the notes whose old chunks are at hand
+    (default: all of the manifest's). A note whose content stands under another path that
+    left the folder is a rename (its chunks' embeddings are reused)."""
+    known = set(old_files) if known is None else known
+    plan = Plan()
+    gone_by_sha: dict[str | None, list[str]] = {}
+    for rel, meta in old_files.items():
+        if rel not in present:
+            gone_by_sha.setdefault(meta.get("sha256"), []).append(rel)
+    for rel, (size, mtime_ns, sha) in current.items():
+        prev = old_files.get(rel)
+        keep = prev is not None and not resplit and rel in known
+        if keep and prev["size"] == size and prev["mtime_ns"] == mtime_ns:
+            plan.unchanged.append(rel)
+        elif keep and sha is not None and prev.get("sha256") == sha:
+            plan.touched.append(rel)
+        elif prev is not None:
+            plan.changed.append(rel)
+        elif gone_by_sha.get(sha):
+            plan.renamed[rel] = gone_by_sha[sha].pop()
+        else:
+            plan.new.append(rel)
+    plan.deleted = [rel for rels in gone_by_sha.values() for rel in rels]
+    plan.dropped = [rel for rel in old_files if rel in present and rel not in current]
+    return plan
+
+
+@dataclass
+class _Reading:
+    """The folder as read for a plan: readable notes' state, the text of those read."""
+
+    current: dict[str, tuple[int, int, str | None]] = field(default_factory=dict)
+    meta: dict[str, dict[str, Any]] = field(default_factory=dict)  # manifest entries of the notes read
+    texts: dict[str, str] = field(default_factory=dict)
+    unreadable: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+def _read_notes(found, old_files: dict[str, dict[str, Any]], resplit: bool, known: set[str], max_bytes: int,
+                progress: Progress) -> _Reading:
+    """Read every note the manifest does not already describe (size and mtime), or all of
+    them when ``resplit``. A note of the manifest is not read again; nor is it checked
+    against the size limit."""
+    out = _Reading()
+    same = {}
+    for note in found.notes:
+        prev = old_files.get(note.rel)
+        if (not resplit and prev and note.rel in known and prev["size"] == note.size
+                and prev["mtime_ns"] == note.mtime_ns):
+            same[note.rel] = (note.size, note.mtime_ns, None)
+    todo = [n for n in found.notes if n.rel not in same]
+    if todo:  # an unchanged folder shows no progress at all
+        progress.stage("reading notes", len(found.notes))
+        progress.advance(len(found.notes) - len(todo))
+    for note in found.notes:
+        if note.rel in same:
+            out.current[note.rel] = same[note.rel]
+            continue
+        try:
+            if note.size > max_bytes:
+                out.warnings.append(_too_large(note, max_bytes))
+                out.unreadable += 1
+                continue
+            try:
+                text, enc, sha = read_note(note)
+            except DecodeError as exc:
+                out.warnings.append(f"skipped {note.rel}: {exc}")  # shown by every front end, once
+                out.unreadable += 1
+                continue
+            except OSError as exc:
+                out.warnings.append(f"skipped {note.rel}: cannot read ({exc.strerror or exc})")
+                out.unreadable += 1
+                continue
+            out.current[note.rel] = (note.size, note.mtime_ns, sha)
+            out.meta[note.rel] = {"size": note.size, "mtime_ns": note.mtime_ns, "sha256": sha, "encoding": enc}
+            out.texts[note.rel] = text
+        finally:
+            progress.advance()
+    return out
+
+
+# --- the run: plan, then read/split, store vectors, publish, collect garbage ----------------
+
 def _ingest_locked(settings, notes_dir: Path, index_dir: Path, model_id: str, progress: Progress,
                    embedder, hook, rebuild: bool = False) -> IngestSummary:
     try:
@@ -205,12 +318,23 @@ def _ingest_locked(settings, notes_dir: Path, index_dir: Path, model_id: str, pr
         raise NotesFolderError(
             f"no notes in {notes_dir} (looked for .md, .markdown, .txt; {len(found.skipped)} other files skipped)")
     max_bytes = int(float(getattr(settings, "max_note_mb", 10.0)) * 1024 * 1024)
-    unchanged = _unchanged_run(settings, notes_dir, index_dir, old, found, max_bytes)
-    if unchanged is not None:
-        return unchanged
+    options = split_options(settings)
+    same_split = bool(old) and old.chunk_chars == settings.chunk_chars and (old.options or {}) == options
+    old_files = dict(old.files) if old else {}
+    present = {n.rel for n in found.notes}
+
+    reading = _read_notes(found, old_files, not same_split, set(old_files), max_bytes, progress)
+    if not notes_dir.exists():  # the notes it could not read were not unreadable: they were gone
+        raise NotesFolderError(f"notes folder {notes_dir} vanished during the ingest: nothing was changed")
+    plan = plan_changes(old_files, reading.current, present, resplit=not same_split)
+    if plan.empty and old and old.snapshot:
+        summary = _collect_garbage_only(settings, notes_dir, index_dir, old, found, reading)
+        if summary is not None:
+            return summary
 
     old_chunks: dict[str, list[StoredChunk]] = {}
     old_list: list[StoredChunk] = []
+    reread = False
     if old and old.snapshot:
         try:
             old_list = load_snapshot_chunks(index_dir, old.snapshot)
@@ -218,89 +342,26 @@ def _ingest_locked(settings, notes_dir: Path, index_dir: Path, model_id: str, pr
                 old_chunks.setdefault(c.file, []).append(c)
         except CorruptIndexError as exc:
             progress.warn(f"{exc}; re-reading every note")
-            old = None
-            old_chunks = {}
-    options = split_options(settings)
-    same_split = bool(old) and old.chunk_chars == settings.chunk_chars and (old.options or {}) == options
-
-    summary = IngestSummary(str(notes_dir), str(index_dir), skipped=len(found.skipped))
-    for s in found.unreadable:
-        summary.warnings.append(f"skipped {s.rel}: {s.reason}")
-
-    old_files = dict(old.files) if old else {}
-    new_files: dict[str, dict[str, Any]] = {}
-    chunks_by_file: dict[str, list[StoredChunk]] = {}
-    gone_by_sha = {}
-    present = {n.rel for n in found.notes}
-    for rel, meta in old_files.items():
-        if rel not in present:
-            gone_by_sha.setdefault(meta.get("sha256"), []).append(rel)
-
+            old, old_chunks, old_files, same_split, reread = None, {}, {}, False, True
     for rel, meta in old_files.items():
         if not meta.get("chunks") and rel not in old_chunks:
             old_chunks[rel] = []  # a note with nothing to index (empty, front matter only) is known too
+    known = set(old_chunks) if same_split else set()
+    if reread or (same_split and not set(old_files) <= known):  # old chunks missing: read those notes again
+        reading = _read_notes(found, old_files, not same_split, known, max_bytes, progress)
+        plan = plan_changes(old_files, reading.current, present, resplit=not same_split, known=known)
 
-    progress.stage("reading notes", len(found.notes))
-    for note in found.notes:
-        prev = old_files.get(note.rel)
-        if (same_split and prev and prev["size"] == note.size and prev["mtime_ns"] == note.mtime_ns
-                and note.rel in old_chunks):
-            new_files[note.rel] = prev
-            chunks_by_file[note.rel] = old_chunks[note.rel]
-            summary.unchanged += 1
-            progress.advance()
-            continue
-        if note.size > max_bytes:
-            summary.unreadable += 1
-            summary.warnings.append(_too_large(note, max_bytes))
-            progress.advance()
-            continue
-        try:
-            text, enc, sha = read_note(note)
-        except DecodeError as exc:
-            summary.unreadable += 1
-            summary.warnings.append(f"skipped {note.rel}: {exc}")  # shown by every front end, once
-            progress.advance()
-            continue
-        except OSError as exc:
-            summary.unreadable += 1
-            summary.warnings.append(f"skipped {note.rel}: cannot read ({exc.strerror or exc})")
-            progress.advance()
-            continue
-        meta = {"size": note.size, "mtime_ns": note.mtime_ns, "sha256": sha, "encoding": enc}
-        if same_split and prev and prev.get("sha256") == sha and note.rel in old_chunks:
-            chunks_by_file[note.rel] = old_chunks[note.rel]  # touched, not changed
-            summary.unchanged += 1
-        else:
-            chunks = split_text(text, note.rel, max_chars=settings.chunk_chars)
-            chunks_by_file[note.rel] = [StoredChunk.from_chunk(c, embed_headings=settings.embed_headings)
-                                        for c in chunks]
-            if prev is None:
-                if gone_by_sha.get(sha):
-                    gone_by_sha[sha].pop()
-                    summary.renamed += 1
-                else:
-                    summary.added += 1
-            else:
-                summary.changed += 1
-        meta["chunks"] = [c.id for c in chunks_by_file[note.rel]]
-        new_files[note.rel] = meta
-        progress.advance()
-    summary.removed = sum(len(v) for v in gone_by_sha.values())
+    summary = IngestSummary(str(notes_dir), str(index_dir), skipped=len(found.skipped), unreadable=reading.unreadable)
+    summary.warnings.extend(f"skipped {s.rel}: {s.reason}" for s in found.unreadable)
+    summary.warnings.extend(reading.warnings)
+    summary.unchanged, summary.added = len(plan.unchanged) + len(plan.touched), len(plan.new)
+    summary.changed, summary.renamed, summary.removed = len(plan.changed), len(plan.renamed), len(plan.deleted)
+
+    new_files, chunks_by_file = _read_split(settings, plan, reading, old_files, old_chunks)
     summary.files = len(new_files)
     if not notes_dir.exists():
         raise NotesFolderError(f"notes folder {notes_dir} vanished during the ingest: nothing was changed")
-
-    all_chunks = [c for rel in sorted(chunks_by_file) for c in chunks_by_file[rel]]
-    # one id can appear twice only if a file repeats a passage at the same lines: impossible,
-    # but keep Chroma's upsert happy whatever happens
-    seen: set[str] = set()
-    unique = []
-    for c in all_chunks:
-        if c.id not in seen:
-            seen.add(c.id)
-            unique.append(c)
-    all_chunks = unique
+    all_chunks = _unique_chunks(chunks_by_file)
     summary.chunks = len(all_chunks)
 
     client = chroma_client(index_dir, settings.chroma_url)
@@ -308,19 +369,62 @@ def _ingest_locked(settings, notes_dir: Path, index_dir: Path, model_id: str, pr
     stored_ids = set(_all_ids(col))
     missing = [c for c in all_chunks if c.id not in stored_ids]
     hook("before-embed")
-    known: dict[str, Any] = {}  # text_hash -> vector
+    known_vectors: dict[str, Any] = {}  # text_hash -> vector
     if missing:
-        known = _store_missing(col, missing, settings, embedder, progress, summary, hook)
+        known_vectors = _store_missing(col, missing, settings, embedder, progress, summary, hook)
     hook("before-publish")
     if not notes_dir.exists():
         raise NotesFolderError(f"notes folder {notes_dir} vanished during the ingest: nothing was changed")
 
-    vectors = _snapshot_vectors(col, all_chunks, known, index_dir, old, old_list)
+    vectors = _snapshot_vectors(col, all_chunks, known_vectors, index_dir, old, old_list)
+    name = _publish(settings, notes_dir, index_dir, model_id, live, all_chunks, vectors, new_files, options, hook)
+    summary.chunks_deleted = _delete_stale(col, stored_ids - {c.id for c in all_chunks})
+    prune_snapshots(index_dir, keep=[name, live] if live else [name])
+    return summary
+
+
+def _read_split(settings, plan: Plan, reading: _Reading, old_files: dict[str, dict[str, Any]],
+                old_chunks: dict[str, list[StoredChunk]]) -> tuple[dict[str, dict[str, Any]], dict[str, list[StoredChunk]]]:
+    """The manifest entries and chunks of every note the new index holds: kept ones as they
+    were, touched ones with their new size and mtime, the rest split now."""
+    new_files: dict[str, dict[str, Any]] = {}
+    chunks_by_file: dict[str, list[StoredChunk]] = {}
+    split_now = set(plan.to_split)
+    for rel in reading.current:  # the folder's order
+        if rel in split_now:
+            chunks = split_text(reading.texts[rel], rel, max_chars=settings.chunk_chars)
+            chunks_by_file[rel] = [StoredChunk.from_chunk(c, embed_headings=settings.embed_headings) for c in chunks]
+            meta = dict(reading.meta[rel])
+        else:
+            chunks_by_file[rel] = old_chunks[rel]
+            meta = dict(reading.meta[rel]) if rel in reading.meta else old_files[rel]
+        meta["chunks"] = [c.id for c in chunks_by_file[rel]]
+        new_files[rel] = meta
+    return new_files, chunks_by_file
+
+
+def _unique_chunks(chunks_by_file: dict[str, list[StoredChunk]]) -> list[StoredChunk]:
+    # one id can appear twice only if a file repeats a passage at the same lines: impossible,
+    # but keep Chroma's upsert happy whatever happens
+    seen: set[str] = set()
+    unique = []
+    for rel in sorted(chunks_by_file):
+        for c in chunks_by_file[rel]:
+            if c.id not in seen:
+                seen.add(c.id)
+                unique.append(c)
+    return unique
+
+
+def _publish(settings, notes_dir: Path, index_dir: Path, model_id: str, live: str | None,
+             chunks: list[StoredChunk], vectors, files: dict[str, dict[str, Any]], options: dict[str, Any],
+             hook) -> str:
+    """Write the new snapshot, then the manifest that makes it live; returns the snapshot's name."""
     name = next_snapshot_name(live)
     try:
-        write_snapshot(index_dir, all_chunks, name, vectors)
+        write_snapshot(index_dir, chunks, name, vectors)
         hook("before-manifest")
-        Manifest(str(notes_dir), model_id, settings.chunk_chars, name, new_files, options=options).save(index_dir)
+        Manifest(str(notes_dir), model_id, settings.chunk_chars, name, files, options=options).save(index_dir)
     except OSError as exc:
         import shutil
 
@@ -330,13 +434,15 @@ def _ingest_locked(settings, notes_dir: Path, index_dir: Path, model_id: str, pr
         raise UserError(f"cannot write the index in {index_dir} ({exc.strerror or exc}): free some disk space "
                         f"and run `assistant ingest` again; the previous index is unchanged") from None
     hook("after-manifest")
+    return name
 
-    stale = list(stored_ids - seen)
+
+def _delete_stale(col, stale_ids: set[str]) -> int:
+    """Chroma entries no manifest points to any more (this run's leftovers, or a killed run's)."""
+    stale = list(stale_ids)
     for i in range(0, len(stale), 5000):
         col.delete(ids=stale[i:i + 5000])
-    summary.chunks_deleted = len(stale)
-    prune_snapshots(index_dir, keep=[name, live] if live else [name])
-    return summary
+    return len(stale)
 
 
 def _too_large(note, max_bytes: int) -> str:
@@ -347,15 +453,12 @@ def _too_large(note, max_bytes: int) -> str:
             f"(raise max_note_mb, e.g. NOTES_ASSISTANT_MAX_NOTE_MB, to index it)")
 
 
-def _unchanged_run(settings, notes_dir: Path, index_dir: Path, old: Manifest | None, found,
-                   max_bytes: int) -> IngestSummary | None:
-    """A re-run over a folder whose notes all have the size and mtime the manifest records,
-    and whose chunks Chroma all holds: no snapshot is loaded or written (this is what keeps
-    an unchanged re-ingest of 10,000 notes within seconds). Anything else -> None, and the
-    full run does the work. Stale Chroma entries (a run killed after its manifest) go."""
-    options = split_options(settings)
-    if not (old and old.snapshot and old.chunk_chars == settings.chunk_chars and (old.options or {}) == options):
-        return None
+def _collect_garbage_only(settings, notes_dir: Path, index_dir: Path, old: Manifest, found,
+                          reading: _Reading) -> IngestSummary | None:
+    """The empty plan: the index holds the folder as it is, so no snapshot is loaded or
+    written (this is what keeps an unchanged re-ingest of 10,000 notes within seconds);
+    only what a killed run left behind goes. None when the index itself needs repair
+    (a damaged snapshot, chunks Chroma lost): the full run does that."""
     chunks_json = index_dir / "snapshots" / old.snapshot / "chunks.json"
     want = {i for meta in old.files.values() for i in meta.get("chunks", [])}
     if want and load_snapshot_vectors(index_dir, old.snapshot, len(want), mmap=True) is None:
@@ -367,45 +470,21 @@ def _unchanged_run(settings, notes_dir: Path, index_dir: Path, old: Manifest | N
                 return None
     except OSError:
         return None
-    summary = IngestSummary(str(notes_dir), str(index_dir), skipped=len(found.skipped))
-    summary.warnings.extend(f"skipped {s.rel}: {s.reason}" for s in found.unreadable)
-    seen_files = set()
-    for note in found.notes:
-        prev = old.files.get(note.rel)
-        if prev is None:
-            # a note the index does not hold is fine only if it was left out last time too
-            if note.size > max_bytes:
-                summary.warnings.append(_too_large(note, max_bytes))
-            else:
-                try:
-                    read_note(note)
-                    return None
-                except DecodeError as exc:
-                    summary.warnings.append(f"skipped {note.rel}: {exc}")
-                except OSError as exc:
-                    summary.warnings.append(f"skipped {note.rel}: cannot read ({exc.strerror or exc})")
-            summary.unreadable += 1
-            continue
-        if prev["size"] != note.size or prev["mtime_ns"] != note.mtime_ns or note.size > max_bytes:
-            return None
-        seen_files.add(note.rel)
-    if seen_files != set(old.files):
-        return None
     col = get_collection(chroma_client(index_dir, settings.chroma_url),
                          collection_name(index_dir, settings.chroma_url))
     stored = set(_all_ids(col))
     if not want <= stored:  # Chroma lost chunks (a wiped server, a deleted folder): re-upload them
         return None
-    stale = list(stored - want)
-    for i in range(0, len(stale), 5000):
-        col.delete(ids=stale[i:i + 5000])
+    summary = IngestSummary(str(notes_dir), str(index_dir), skipped=len(found.skipped), unreadable=reading.unreadable)
+    summary.warnings.extend(f"skipped {s.rel}: {s.reason}" for s in found.unreadable)
+    summary.warnings.extend(reading.warnings)
+    summary.chunks_deleted = _delete_stale(col, stored - want)
     # what a killed run left: an unfinished snapshot (*.tmp), generations before the last two
     gen = old.snapshot.split("-")[-1]
     previous = f"gen-{int(gen) - 1:06d}" if old.snapshot.startswith("gen-") and gen.isdigit() else old.snapshot
     prune_snapshots(index_dir, keep=[old.snapshot, previous])
     summary.files = summary.unchanged = len(old.files)
     summary.chunks = len(want)
-    summary.chunks_deleted = len(stale)
     return summary
 
 
