@@ -41,18 +41,24 @@ from .index import (
     remember_notes_dir,
     write_snapshot,
 )
-from .load import DecodeError, read_note, walk
+from .load import walk
+from .plan import Plan, Progress, Reading, plan_changes, read_notes
 from .split import split_text
+
+class IngestSettings(Protocol):
+    """What ingest reads of the settings (``assistant.settings.Settings`` has it all)."""
+
+    data_dir: Path
+    embed: str
+    chroma_url: str | None
+    chunk_chars: int
+    max_note_mb: float
+    embed_headings: bool
+
 
 EMBED_BATCH = 32
 SPLITTER_VERSION = 4
 WRITE_BATCH = 256
-
-
-class Progress(Protocol):
-    def stage(self, name: str, total: int) -> None: ...
-    def advance(self, n: int = 1) -> None: ...
-    def warn(self, message: str) -> None: ...
 
 
 class _Quiet:
@@ -92,7 +98,7 @@ class IngestSummary:
                 f"{self.chunks_reused} reused); {self.seconds:.1f} s")
 
 
-def run_ingest(settings: Any, notes_dir: Path, progress: Progress | None = None,
+def run_ingest(settings: IngestSettings, notes_dir: Path, progress: Progress | None = None,
                embedder: Any = None, rebuild: bool = False,
                _hook: Callable[[str], None] | None = None,
                make_embedder: Callable[[], Any] | None = None) -> IngestSummary:
@@ -156,7 +162,7 @@ def _test_pause_hook() -> Callable[[str], None] | None:
     return pause
 
 
-def _drop_index(settings, index_dir: Path) -> None:
+def _drop_index(settings: IngestSettings, index_dir: Path) -> None:
     """Forget the Chroma collection of this folder, so that everything is embedded again.
 
     The manifest and the live snapshot stay: readers go on answering from them (their
@@ -183,120 +189,9 @@ def _drop_index(settings, index_dir: Path) -> None:
         shutil.rmtree(index_dir / "chroma", ignore_errors=True)
 
 
-# --- the plan: what changed, decided from the manifest and the folder alone ---------------
-
-@dataclass
-class Plan:
-    """What an ingest run has to do. ``current`` maps each readable note to its (size,
-    mtime_ns, sha256); the hash is None for a note whose size and mtime the manifest
-    records (it was not read)."""
-
-    unchanged: list[str] = field(default_factory=list)  # as indexed: chunks kept
-    touched: list[str] = field(default_factory=list)  # new mtime, same content: chunks kept, manifest updated
-    new: list[str] = field(default_factory=list)
-    changed: list[str] = field(default_factory=list)
-    renamed: dict[str, str] = field(default_factory=dict)  # new path -> the old path of the same content
-    deleted: list[str] = field(default_factory=list)  # in the manifest, gone from the folder
-    dropped: list[str] = field(default_factory=list)  # in the manifest, still there but no longer readable
-
-    @property
-    def empty(self) -> bool:
-        """Nothing to read, split, embed or publish: the index holds the folder as it is."""
-        return not (self.touched or self.new or self.changed or self.renamed or self.deleted or self.dropped)
-
-    @property
-    def to_split(self) -> list[str]:
-        return [*self.new, *self.changed, *self.renamed]
-
-
-def plan_changes(old_files: dict[str, dict[str, Any]], current: dict[str, tuple[int, int, str | None]],
-                 present: set[str], resplit: bool = False, known: set[str] | None = None) -> Plan:
-    """Compare the manifest's files (``old_files``) with the folder (``current``: the readable
-    notes; ``present``: every note file there, readable or not). ``resplit``: the split options
-    changed, so no old chunk is kept. ``known``: the notes whose old chunks are at hand
-    (default: all of the manifest's). A note whose content stands under another path that
-    left the folder is a rename (its chunks' embeddings are reused)."""
-    known = set(old_files) if known is None else known
-    plan = Plan()
-    gone_by_sha: dict[str | None, list[str]] = {}
-    for rel, meta in old_files.items():
-        if rel not in present:
-            gone_by_sha.setdefault(meta.get("sha256"), []).append(rel)
-    for rel, (size, mtime_ns, sha) in current.items():
-        prev = old_files.get(rel)
-        keep = prev is not None and not resplit and rel in known
-        if keep and prev["size"] == size and prev["mtime_ns"] == mtime_ns:
-            plan.unchanged.append(rel)
-        elif keep and sha is not None and prev.get("sha256") == sha:
-            plan.touched.append(rel)
-        elif prev is not None:
-            plan.changed.append(rel)
-        elif gone_by_sha.get(sha):
-            plan.renamed[rel] = gone_by_sha[sha].pop()
-        else:
-            plan.new.append(rel)
-    plan.deleted = [rel for rels in gone_by_sha.values() for rel in rels]
-    plan.dropped = [rel for rel in old_files if rel in present and rel not in current]
-    return plan
-
-
-@dataclass
-class _Reading:
-    """The folder as read for a plan: readable notes' state, the text of those read."""
-
-    current: dict[str, tuple[int, int, str | None]] = field(default_factory=dict)
-    meta: dict[str, dict[str, Any]] = field(default_factory=dict)  # manifest entries of the notes read
-    texts: dict[str, str] = field(default_factory=dict)
-    unreadable: int = 0
-    warnings: list[str] = field(default_factory=list)
-
-
-def _read_notes(found, old_files: dict[str, dict[str, Any]], resplit: bool, known: set[str], max_bytes: int,
-                progress: Progress) -> _Reading:
-    """Read every note the manifest does not already describe (size and mtime), or all of
-    them when ``resplit``. A note of the manifest is not read again; nor is it checked
-    against the size limit."""
-    out = _Reading()
-    same = {}
-    for note in found.notes:
-        prev = old_files.get(note.rel)
-        if (not resplit and prev and note.rel in known and prev["size"] == note.size
-                and prev["mtime_ns"] == note.mtime_ns):
-            same[note.rel] = (note.size, note.mtime_ns, None)
-    todo = [n for n in found.notes if n.rel not in same]
-    if todo:  # an unchanged folder shows no progress at all
-        progress.stage("reading notes", len(found.notes))
-        progress.advance(len(found.notes) - len(todo))
-    for note in found.notes:
-        if note.rel in same:
-            out.current[note.rel] = same[note.rel]
-            continue
-        try:
-            if note.size > max_bytes:
-                out.warnings.append(_too_large(note, max_bytes))
-                out.unreadable += 1
-                continue
-            try:
-                text, enc, sha = read_note(note)
-            except DecodeError as exc:
-                out.warnings.append(f"skipped {note.rel}: {exc}")  # shown by every front end, once
-                out.unreadable += 1
-                continue
-            except OSError as exc:
-                out.warnings.append(f"skipped {note.rel}: cannot read ({exc.strerror or exc})")
-                out.unreadable += 1
-                continue
-            out.current[note.rel] = (note.size, note.mtime_ns, sha)
-            out.meta[note.rel] = {"size": note.size, "mtime_ns": note.mtime_ns, "sha256": sha, "encoding": enc}
-            out.texts[note.rel] = text
-        finally:
-            progress.advance()
-    return out
-
-
 # --- the run: plan, then read/split, store vectors, publish, collect garbage ----------------
 
-def _ingest_locked(settings, notes_dir: Path, index_dir: Path, model_id: str, progress: Progress,
+def _ingest_locked(settings: IngestSettings, notes_dir: Path, index_dir: Path, model_id: str, progress: Progress,
                    embedder, hook, rebuild: bool = False) -> IngestSummary:
     try:
         old = Manifest.load(index_dir)
@@ -323,7 +218,7 @@ def _ingest_locked(settings, notes_dir: Path, index_dir: Path, model_id: str, pr
     old_files = dict(old.files) if old else {}
     present = {n.rel for n in found.notes}
 
-    reading = _read_notes(found, old_files, not same_split, set(old_files), max_bytes, progress)
+    reading = read_notes(found, old_files, not same_split, set(old_files), max_bytes, progress)
     if not notes_dir.exists():  # the notes it could not read were not unreadable: they were gone
         raise NotesFolderError(f"notes folder {notes_dir} vanished during the ingest: nothing was changed")
     plan = plan_changes(old_files, reading.current, present, resplit=not same_split)
@@ -348,7 +243,7 @@ def _ingest_locked(settings, notes_dir: Path, index_dir: Path, model_id: str, pr
             old_chunks[rel] = []  # a note with nothing to index (empty, front matter only) is known too
     known = set(old_chunks) if same_split else set()
     if reread or (same_split and not set(old_files) <= known):  # old chunks missing: read those notes again
-        reading = _read_notes(found, old_files, not same_split, known, max_bytes, progress)
+        reading = read_notes(found, old_files, not same_split, known, max_bytes, progress)
         plan = plan_changes(old_files, reading.current, present, resplit=not same_split, known=known)
 
     summary = IngestSummary(str(notes_dir), str(index_dir), skipped=len(found.skipped), unreadable=reading.unreadable)
@@ -383,7 +278,7 @@ def _ingest_locked(settings, notes_dir: Path, index_dir: Path, model_id: str, pr
     return summary
 
 
-def _read_split(settings, plan: Plan, reading: _Reading, old_files: dict[str, dict[str, Any]],
+def _read_split(settings: IngestSettings, plan: Plan, reading: Reading, old_files: dict[str, dict[str, Any]],
                 old_chunks: dict[str, list[StoredChunk]]) -> tuple[dict[str, dict[str, Any]], dict[str, list[StoredChunk]]]:
     """The manifest entries and chunks of every note the new index holds: kept ones as they
     were, touched ones with their new size and mtime, the rest split now."""
@@ -416,7 +311,7 @@ def _unique_chunks(chunks_by_file: dict[str, list[StoredChunk]]) -> list[StoredC
     return unique
 
 
-def _publish(settings, notes_dir: Path, index_dir: Path, model_id: str, live: str | None,
+def _publish(settings: IngestSettings, notes_dir: Path, index_dir: Path, model_id: str, live: str | None,
              chunks: list[StoredChunk], vectors, files: dict[str, dict[str, Any]], options: dict[str, Any],
              hook) -> str:
     """Write the new snapshot, then the manifest that makes it live; returns the snapshot's name."""
@@ -445,16 +340,8 @@ def _delete_stale(col, stale_ids: set[str]) -> int:
     return len(stale)
 
 
-def _too_large(note, max_bytes: int) -> str:
-    def size(n: float) -> str:
-        return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 1024:.1f} KB"
-
-    return (f"skipped {note.rel}: {size(note.size)} is over the {size(max_bytes)} limit for one note "
-            f"(raise max_note_mb, e.g. NOTES_ASSISTANT_MAX_NOTE_MB, to index it)")
-
-
-def _collect_garbage_only(settings, notes_dir: Path, index_dir: Path, old: Manifest, found,
-                          reading: _Reading) -> IngestSummary | None:
+def _collect_garbage_only(settings: IngestSettings, notes_dir: Path, index_dir: Path, old: Manifest, found,
+                          reading: Reading) -> IngestSummary | None:
     """The empty plan: the index holds the folder as it is, so no snapshot is loaded or
     written (this is what keeps an unchanged re-ingest of 10,000 notes within seconds);
     only what a killed run left behind goes. None when the index itself needs repair
@@ -488,7 +375,7 @@ def _collect_garbage_only(settings, notes_dir: Path, index_dir: Path, old: Manif
     return summary
 
 
-def split_options(settings) -> dict[str, Any]:
+def split_options(settings: IngestSettings) -> dict[str, Any]:
     """Options besides chunk_chars that change the chunks or what is embedded."""
     # SPLITTER_VERSION changes when split.py's rules change, so an upgrade re-splits
     return {"embed_headings": bool(getattr(settings, "embed_headings", True)), "splitter": SPLITTER_VERSION}
@@ -529,7 +416,7 @@ def _snapshot_vectors(col, chunks: list[StoredChunk], known: dict[str, Any], ind
     return np.asarray([known[c.text_hash] for c in chunks], dtype=np.float32)
 
 
-def _store_missing(col, missing: list[StoredChunk], settings, embedder, progress: Progress,
+def _store_missing(col, missing: list[StoredChunk], settings: IngestSettings, embedder, progress: Progress,
                    summary: IngestSummary, hook) -> dict[str, Any]:
     """Upsert ``missing`` into Chroma, embedding what no stored chunk already has; returns
     text_hash -> vector for every chunk it stored."""
