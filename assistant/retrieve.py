@@ -8,7 +8,6 @@ files twice; here it appears once and lists every file it stands in.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import threading
