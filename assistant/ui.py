@@ -12,18 +12,17 @@
   re-ingests with progress;
 * every piece of note or answer text is HTML-escaped before it reaches a Markdown or
   HTML component (and Gradio's sanitizer runs on top), so a note holding ``<script>``
-  or ``<img onerror=...>`` is shown as text and runs nothing.
+  or ``<img onerror=...>`` is shown as text and runs nothing: the escaping and
+  rendering are in :mod:`assistant.ui_render`, this module is the controller and the layout.
 """
 
 from __future__ import annotations
 
-import html
 import ipaddress
 import os
-import re
 import threading
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # local-first: no phoning home
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
@@ -31,292 +30,35 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 import gradio as gr  # noqa: E402
 
 from .errors import UserError  # noqa: E402
+from .notes_access import NoteAccessError  # noqa: E402
+from .progress import CallbackProgress  # noqa: E402
 from .query import Answer, NotesAssistant  # noqa: E402
+from .ui_render import (  # noqa: E402
+    CSS,
+    LATEX,
+    SOURCES_PLACEHOLDER,
+    answer_markdown,
+    answered_by,
+    error_markdown,
+    escape_markdown,
+    escape_text,
+    note_html,
+    refused_html,
+    sources_view,
+)
 
-LATEX = [
-    {"left": "$$", "right": "$$", "display": True},
-    {"left": "$", "right": "$", "display": False},
-    {"left": "\\[", "right": "\\]", "display": True},
-    {"left": "\\(", "right": "\\)", "display": False},
-]
-CONTEXT_LINES = 8  # lines shown around a citation when a note is opened
+if TYPE_CHECKING:
+    from .settings import Settings
+
 MAX_TURNS = 20  # turns kept in a session's history
-SOURCES_PLACEHOLDER = "*Sources of the answer appear here.*"
-NOTE_SUFFIXES = {".md", ".markdown", ".txt"}
-
-CSS = """
-#na-sources mark, #na-note mark { background: #fde68a; color: inherit; padding: 0 1px; }
-#na-note table.na-lines { border-collapse: collapse; width: 100%; font-size: 0.9em; }
-#na-note td.na-ln { color: #888; text-align: right; padding: 0 8px 0 0; user-select: none;
-                    vertical-align: top; font-family: ui-monospace, monospace; width: 3em; }
-#na-note td.na-tx { white-space: pre-wrap; word-break: break-word; padding: 0 4px; }
-#na-note tr.na-hit td { background: rgba(253, 230, 138, 0.35); }
-#na-note .na-head { font-weight: 600; margin-bottom: 6px; }
-#na-note .na-refused { color: #b91c1c; }
-#na-sources .na-passage { border-left: 3px solid #d1d5db; padding: 0 0 0 10px; margin: 4px 0 12px 0; }
-#na-note table.na-lines, #na-note table.na-lines tr, #na-note table.na-lines td { border: none !important; }
-"""
 
 
-# --- escaping ------------------------------------------------------------------------
-
-def escape_html(text: str) -> str:
-    """Text for an HTML component: every markup and template character as an entity."""
-    out = html.escape(text or "", quote=True)
-    return out.replace("{", "&#123;").replace("}", "&#125;").replace("$", "&#36;").replace("`", "&#96;")
-
-
-def _esc_md_plain(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-_CODE = re.compile(r"(```.*?```|`[^`\n]+`)", re.S)
-
-
-def escape_markdown(text: str) -> str:
-    """Markdown with every HTML tag shown as text; code spans and fences are left alone
-    (Markdown already shows them as text) and LaTeX delimiters stay for the renderer."""
-    parts = _CODE.split(text or "")
-    return "".join(p if i % 2 else _esc_md_plain(p) for i, p in enumerate(parts))
-
-
-def _highlight(lines: Sequence[str], quote: str, escape) -> list[str]:
-    """Escape each line, wrapping the part of it inside ``quote`` in <mark>."""
-    joined = "\n".join(lines)
-    q = (quote or "").strip()
-    pos = joined.find(q) if q else -1
-    out, offset = [], 0
-    for ln in lines:
-        a, b = offset, offset + len(ln)
-        if pos >= 0 and pos < b and pos + len(q) > a and ln:
-            s, e = max(pos, a) - a, min(pos + len(q), b) - a
-            out.append(escape(ln[:s]) + "<mark>" + escape(ln[s:e]) + "</mark>" + escape(ln[e:]))
-        else:
-            out.append(escape(ln))
-        offset = b + 1
-    return out
-
-
-def _lines(a: int, b: int) -> str:
-    return f"{a}" if a == b else f"{a}-{b}"
-
-
-# --- opening a note, safely ----------------------------------------------------------
-
-class NoteAccessError(UserError):
-    pass
-
-
-def safe_note_path(notes_dir: Path, rel: str, indexed: set[str] | None = None) -> Path:
-    """The note ``rel`` inside ``notes_dir``, or NoteAccessError.
-
-    The path is resolved (``..``, absolute paths, symlinks all followed) and must land
-    inside the resolved notes folder, be a note file, and (when ``indexed`` is given) be
-    one of the indexed notes.
-    """
-    from ingest.paths import OutsideNotesError, note_path  # the one rule, shared with the walk and readers
-
-    root = Path(notes_dir).resolve()
-    rel = (rel or "").strip()
-    if not rel or "\x00" in rel:
-        raise NoteAccessError("no file given")
-    try:
-        target = note_path(root, rel)
-    except OutsideNotesError:
-        raise NoteAccessError(f"refused: {rel} is outside the notes folder") from None
-    rel_posix = target.relative_to(root).as_posix()
-    if any(part.startswith(".") for part in target.relative_to(root).parts):
-        raise NoteAccessError(f"refused: {rel} is in a hidden folder, not a note")
-    if target.suffix.lower() not in NOTE_SUFFIXES or not target.is_file():
-        raise NoteAccessError(f"cannot open {rel}: not a note in the notes folder")
-    if indexed is not None and rel_posix not in indexed:
-        raise NoteAccessError(f"cannot open {rel}: not an indexed note (re-ingest to add it)")
-    return target
-
-
-_REF = re.compile(r"^(?P<file>.+?)(?::(?P<a>\d+)(?:-(?P<b>\d+))?)?$", re.S)
-
-
-def parse_ref(ref: str) -> tuple[str, int | None, int | None]:
-    """``"dir/note.md:12-14"`` -> ("dir/note.md", 12, 14); lines are optional."""
-    m = _REF.match((ref or "").strip())
-    if not m:
-        return "", None, None
-    a = int(m.group("a")) if m.group("a") else None
-    b = int(m.group("b")) if m.group("b") else a
-    return m.group("file"), a, b
-
-
-def note_html(notes_dir: Path, ref: str, quote: str = "", indexed: set[str] | None = None,
-              context: int = CONTEXT_LINES) -> str:
-    """The lines of a note around ``ref`` as escaped HTML with line numbers."""
-    rel, a, b = parse_ref(ref)
-    try:
-        path = safe_note_path(notes_dir, rel, indexed)
-        from ingest.load import DecodeError, decode
-
-        try:
-            text, _ = decode(path.read_bytes())
-        except (OSError, DecodeError) as exc:
-            raise NoteAccessError(f"cannot read {rel}: {exc}") from None
-    except NoteAccessError as exc:
-        return f'<div class="na-refused">{escape_html(str(exc))}</div>'
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    n = len(lines)
-    if a is None:
-        lo, hi, a, b = 1, n, 0, -1
-    else:
-        a, b = max(1, min(a, n)), max(1, min(max(a, b or a), n))
-        lo, hi = max(1, a - context), min(n, b + context)
-    shown = lines[lo - 1:hi]
-    hit_lines = lines[a - 1:b] if a else []
-    marked = _highlight(hit_lines, quote, escape_html) if hit_lines else []
-    rows = []
-    for i, ln in enumerate(shown, lo):
-        hit = a <= i <= b
-        body = marked[i - a] if hit else escape_html(ln)
-        rows.append(f'<tr class="{"na-hit" if hit else ""}"><td class="na-ln">{i}</td>'
-                    f'<td class="na-tx">{body}</td></tr>')
-    where = f"lines {_lines(a, b)} · showing {lo}-{hi} of {n}" if a else f"{n} lines"
-    return (f'<div class="na-head">{escape_html(path.relative_to(Path(notes_dir).resolve()).as_posix())}'
-            f' · {escape_html(where)}</div><table class="na-lines">{"".join(rows)}</table>')
-
-
-# --- rendering answers and sources ---------------------------------------------------
-
-def _fenced(lines: Sequence[str]) -> list[bool]:
-    """For each line: is it inside (or the fence of) a ``` code block?"""
-    out, inside = [], False
-    for ln in lines:
-        fence = ln.lstrip().startswith("```")
-        out.append(inside or fence)
-        if fence:
-            inside = not inside
-    return out
-
-
-def passage_markdown(text: str, quote: str = "") -> str:
-    """A note passage as Markdown: HTML escaped, the quote in <mark>, code fences as they are."""
-    lines = text.split("\n")
-    fenced = _fenced(lines)
-    marked = _highlight(lines, quote, _esc_md_plain)
-    out = [(ln if f else m) for ln, m, f in zip(lines, marked, fenced)]
-    # an HTML block around Markdown (blank lines keep the Markdown and LaTeX inside rendered)
-    return '<div class="na-passage">\n\n' + "\n".join(out) + "\n\n</div>"
-
-
-def _ref(file: str, a: int, b: int) -> str:
-    return f"{file}:{_lines(a, b)}"
-
-
-def sources_view(ans: Answer | None) -> tuple[str, list[tuple[str, str]], dict[str, str]]:
-    """(Markdown of the Sources panel, dropdown choices, quote per ref)."""
-    if ans is None:
-        return "", [], {}
-    quotes: dict[str, str] = {}
-    choices: list[tuple[str, str]] = []
-    parts: list[str] = []
-    if ans.standalone_question and ans.standalone_question != ans.question:
-        parts.append(f"*Follow-up read as:* **{_esc_md_plain(ans.standalone_question)}**\n")
-    if ans.citations:
-        parts.append("#### Sources\nThe `[n]` markers in the answer point here.\n")
-        for c in ans.citations:
-            ref = _ref(c.file, c.line_start, c.line_end)
-            src = ans.sources[c.n - 1] if 0 < c.n <= len(ans.sources) else None
-            text = src.chunk.text if src is not None and src.chunk.file == c.file else c.quote
-            head = src.chunk.heading_path if src is not None and src.chunk.heading else ""
-            parts.append(f"**[{c.n}]** <code>{_esc_md_plain(c.file)}</code> · lines {_lines(c.line_start, c.line_end)}"
-                         + (f" · {_esc_md_plain(head)}" if head else "") + "\n")
-            parts.append(passage_markdown(text, c.quote) + "\n")
-            quotes[ref] = c.quote
-            choices.append((f"[{c.n}] {ref}", ref))
-        cited = {(c.file, c.line_start) for c in ans.citations}
-        rest = [p for p in ans.sources if (p.chunk.file, p.chunk.line_start) not in cited]
-        rest = [p for p in rest if all(p.chunk.file != c.file or not
-                                       (p.chunk.line_start <= c.line_start <= p.chunk.line_end)
-                                       for c in ans.citations)]
-        title = "Also retrieved (not cited)"
-    else:
-        rest = list(ans.sources)
-        if ans.refused:
-            title = "The notes do not cover this. Nearest notes"
-        elif ans.error:
-            title = "Retrieved notes"
-        else:
-            title = "Retrieved notes (the answer cites none of them)"
-    if rest:
-        parts.append(f"#### {title}\n")
-        for p in rest:
-            c = p.chunk
-            ref = _ref(c.file, c.line_start, c.line_end)
-            where = ", ".join(f"<code>{_esc_md_plain(l.file)}</code> · lines {_lines(l.line_start, l.line_end)}"
-                              for l in (p.locations or []))
-            where = where or f"<code>{_esc_md_plain(c.file)}</code> · lines {_lines(c.line_start, c.line_end)}"
-            parts.append(f"- {where} · score {p.score:.2f}\n")
-            parts.append(passage_markdown(c.text) + "\n")
-            if ref not in dict((v, k) for k, v in choices):
-                choices.append((f"· {ref}", ref))
-    return "\n".join(parts), choices, quotes
-
-
-def answer_markdown(ans: Answer) -> str:
-    """The chat bubble for a finished answer: checked text, then a Sources line."""
-    body = escape_markdown(ans.answer.strip())
-    if ans.error:
-        msg = f"⚠️ {_esc_md_plain(ans.error)}"
-        if ans.sources:
-            msg += "\n\nThe retrieved notes are in the Sources panel."
-        body = (body + "\n\n" + msg) if body else msg
-    if ans.incomplete and not ans.error:
-        body += "\n\n*(answer incomplete)*"
-    if ans.citations:
-        refs = " · ".join(f"[{c.n}] <code>{_esc_md_plain(_ref(c.file, c.line_start, c.line_end))}</code>"
-                          for c in ans.citations)
-        body += f"\n\n**Sources:** {refs}"
-    return body
-
-
-def answered_by(ans: Answer) -> str:
-    who = ans.llm or ("no model: the notes do not cover it" if ans.refused else "no model")
-    secs = ans.timings_ms.get("total", 0) / 1000
-    return f"*Answered by {_esc_md_plain(who)} in {secs:.1f} s.*"
-
-
-def error_markdown(message: str) -> str:
-    return f"⚠️ {_esc_md_plain(message)}"
-
-
-# --- status and ingest ---------------------------------------------------------------
-
-class _GradioProgress:
-    """ingest.pipeline's Progress protocol feeding a ``gr.Progress``."""
-
-    def __init__(self, progress: Any):
-        self.progress = progress
-        self.name, self.total, self.done = "", 0, 0
-        self.warnings: list[str] = []
-
-    def stage(self, name: str, total: int) -> None:
-        self.name, self.total, self.done = name, max(total, 0), 0
-        self._show()
-
-    def advance(self, n: int = 1) -> None:
-        self.done += n
-        self._show()
-
-    def warn(self, message: str) -> None:
-        self.warnings.append(message)
-
-    def _show(self) -> None:
-        if self.progress is not None:
-            self.progress((min(self.done, self.total), self.total) if self.total else 0.0,
-                          desc=self.name, unit="files" if "notes" in self.name else "chunks")
-
+# --- the controller ------------------------------------------------------------------
 
 class ChatApp:
     """The state shared by every session: one notes folder, one index view, one model."""
 
-    def __init__(self, settings: Any, qa: NotesAssistant | None = None):
+    def __init__(self, settings: Settings, qa: NotesAssistant | None = None):
         self.settings = settings
         self.qa = qa or NotesAssistant(settings, settings.notes_dir)
         self._ingest_lock = threading.Lock()
@@ -324,26 +66,12 @@ class ChatApp:
         self._epochs: dict[str, int] = {}  # per browser session: bumped by New chat
         self._epoch_lock = threading.Lock()
 
-    # where the notes are, without failing
     def notes_dir(self) -> Path | None:
-        try:
-            return self.qa.notes_dir
-        except UserError:
-            pass
-        if self.settings.notes_dir:
-            return Path(self.settings.notes_dir).expanduser().resolve()
-        from ingest.index import last_notes_dir
-
-        try:
-            return last_notes_dir(self.settings.data_dir)
-        except UserError:  # a damaged pointer file: no folder, said by the index status
-            return None
+        """Where the notes are, without failing."""
+        return self.qa.notes_folder()
 
     def indexed_files(self) -> set[str] | None:
-        try:
-            return set(self.qa.snapshot.manifest.files)
-        except UserError:
-            return None
+        return self.qa.indexed_files()
 
     def status_markdown(self) -> str:
         try:
@@ -353,42 +81,38 @@ class ChatApp:
 
     def _status_markdown(self) -> str:
         rows = []
-        try:
-            st = self.qa.snapshot.stats()
-            rows.append(f"**Notes folder** <code>{_esc_md_plain(st['notes_dir'])}</code>")
+        info = self.qa.status()
+        st = info["index"]
+        if "error" not in st:
+            rows.append(f"**Notes folder** <code>{escape_text(st['notes_dir'])}</code>")
             rows.append(f"**Indexed** {st['files']} files, {st['chunks']} chunks "
-                        f"(embeddings: {_esc_md_plain(st['embed_model'])})")
+                        f"(embeddings: {escape_text(st['embed_model'])})")
             from .index_files import status_markdown_rows  # totals and skipped files, with reasons
 
-            rows.extend(status_markdown_rows(self.qa, _esc_md_plain))
-        except UserError as exc:
+            rows.extend(status_markdown_rows(self.qa, escape_text))
+        else:
             nd = self.notes_dir()
             if nd is not None:
-                rows.append(f"**Notes folder** <code>{_esc_md_plain(str(nd))}</code>")
-            rows.append(f"**Indexed** nothing yet: {_esc_md_plain(str(exc))}"
+                rows.append(f"**Notes folder** <code>{escape_text(str(nd))}</code>")
+            rows.append(f"**Indexed** nothing yet: {escape_text(st['error'])}"
                         + (" (or press Re-ingest)" if nd is not None else ""))
-        try:
-            from .llm import describe_llm
-
-            info = describe_llm(self.settings)
-            name = info.get("answering", "?")
+        llm = info["llm"]
+        if "error" not in llm:
+            name = llm.get("answering", "?")
             if name.startswith("ollama:"):
-                ok = info.get("reachable", info.get("ollama_running"))
-                reach = (f"reachable at {info['ollama_host']}" if ok
-                         else f"**not reachable** at {info['ollama_host']}: start it with `ollama serve`")
+                ok = llm.get("reachable", llm.get("ollama_running"))
+                reach = (f"reachable at {llm['ollama_host']}" if ok
+                         else f"**not reachable** at {llm['ollama_host']}: start it with `ollama serve`")
             else:
-                loaded = self.qa._llm is not None
-                reach = "runs in-process, " + ("loaded" if loaded else "loads on the first question")
-            rows.append(f"**Answering model** <code>{_esc_md_plain(name)}</code>, {_esc_md_plain(reach)}")
-            if info.get("note"):
-                rows.append(_esc_md_plain(info["note"]))
-        except UserError as exc:
-            rows.append(f"**Answering model** {_esc_md_plain(str(exc))}")
+                reach = "runs in-process, " + ("loaded" if self.qa.llm_loaded else "loads on the first question")
+            rows.append(f"**Answering model** <code>{escape_text(name)}</code>, {escape_text(reach)}")
+            if llm.get("note"):
+                rows.append(escape_text(llm["note"]))
+        else:
+            rows.append(f"**Answering model** {escape_text(llm['error'])}")
         return "  \n".join(rows)
 
     def reingest(self, progress: Any = None) -> tuple[str, str]:
-        from ingest.pipeline import run_ingest
-
         nd = self.notes_dir()
         if nd is None:
             return self.status_markdown(), error_markdown(
@@ -396,16 +120,10 @@ class ChatApp:
         if not self._ingest_lock.acquire(blocking=False):
             return self.status_markdown(), error_markdown("an ingest is already running")
         try:
-            embedder = None
-            try:
-                embedder = self.qa.snapshot.embedder
-            except UserError:
-                pass
-            adapter = _GradioProgress(progress)
-            summary = run_ingest(self.settings, nd, progress=adapter, embedder=embedder)
-            msg = "✅ " + _esc_md_plain(summary.line())
+            summary = self.qa.reingest(progress=CallbackProgress(progress))
+            msg = "✅ " + escape_text(summary.line())
             for w in summary.warnings:
-                msg += "  \n⚠️ " + _esc_md_plain(w)
+                msg += "  \n⚠️ " + escape_text(w)
         except UserError as exc:
             msg = error_markdown(str(exc))
         except Exception as exc:  # noqa: BLE001 - shown as one line, never a traceback
@@ -490,14 +208,14 @@ class ChatApp:
     def open_note(self, ref: str, state: dict | None) -> str:
         if not ref:
             return ""
-        nd = self.notes_dir()
-        if nd is None:
-            return f'<div class="na-refused">{escape_html("no notes folder yet")}</div>'
         quotes = (state or {}).get("quotes") or {}
         try:
-            return note_html(nd, ref, quotes.get(ref.strip(), ""), self.indexed_files())
+            view = self.qa.open_note(ref)
+        except NoteAccessError as exc:
+            return refused_html(str(exc))
         except Exception as exc:  # noqa: BLE001
-            return f'<div class="na-refused">{escape_html(f"cannot open {ref}: {exc}")}</div>'
+            return refused_html(f"cannot open {ref}: {exc}")
+        return note_html(view, quotes.get(ref.strip(), ""))
 
 
 def _session(request: gr.Request | None) -> str:
@@ -518,7 +236,7 @@ def _fresh_state() -> dict:
     return {"chat": [], "history": [], "quotes": {}}
 
 
-def build_app(settings: Any, qa: NotesAssistant | None = None) -> gr.Blocks:
+def build_app(settings: Settings, qa: NotesAssistant | None = None) -> gr.Blocks:
     """The Blocks app; launch it with :func:`launch` (or ``.launch(css=CSS)``)."""
     core = ChatApp(settings, qa)
     with gr.Blocks(title="notes-assistant", fill_width=True) as demo:
@@ -614,7 +332,7 @@ def theme():
     return gr.themes.Default(font=system, font_mono=mono)  # no web fonts: nothing fetched from the internet
 
 
-def launch(settings: Any, host: str = "127.0.0.1", port: int = 7860, auth: tuple[str, str] | None = None,
+def launch(settings: Settings, host: str = "127.0.0.1", port: int = 7860, auth: tuple[str, str] | None = None,
            share: bool = False, block: bool = True, quiet: bool = False, warm: bool = True,
            qa: NotesAssistant | None = None) -> tuple[gr.Blocks, str]:
     """Serve the app; returns ``(demo, local_url)`` (with ``block=False`` it keeps running

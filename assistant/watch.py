@@ -106,7 +106,7 @@ def watch_notes(settings: Any, notes_dir: Path, echo: Callable[[str], None] = pr
     (KeyboardInterrupt is left to the caller). ``echo`` gets one line per update."""
     import watchfiles
 
-    from ingest.pipeline import run_ingest
+    from .indexing import ingest_notes as run_ingest
 
     root = Path(notes_dir).expanduser()
     if not root.is_dir():

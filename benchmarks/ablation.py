@@ -51,22 +51,11 @@ VARIANTS: dict[str, dict] = {
 
 
 def load(suite: Path, part: str, answerable_only: bool = True):
-    """The suite and its answerable cases of ``part`` (a case's chapter: its `chapter:`, else the
-    first path component of its first source; the suite's `parts:` maps chapters to parts)."""
-    import yaml
-
-    from assistant.evaluate import load_suite
+    """The suite and its answerable cases of ``part`` (the suite's own rule: assistant.eval.Suite.select)."""
+    from assistant.eval import load_suite
 
     s = load_suite(suite)
-    raw = yaml.safe_load(suite.read_text(encoding="utf-8"))
-    parts = raw.get("parts") or {}
-    chapter = {str(c.get("id")): c.get("chapter") for c in raw.get("cases") or []}
-
-    def part_of(c) -> str:
-        ch = chapter.get(c.id) or (c.sources[0].split("/")[0] if c.sources else "")
-        return next((name for name, chs in parts.items() if ch in (chs or [])), "all")
-
-    cases = [c for c in s.cases if (c.answerable or not answerable_only) and (part == "all" or part_of(c) == part)]
+    cases = [c for c in s.select(part) if c.answerable or not answerable_only]
     return s, cases
 
 
@@ -182,7 +171,7 @@ def main() -> int:
 
     from assistant.query import NotesAssistant
     from assistant.settings import load_settings
-    from ingest.pipeline import run_ingest
+    from assistant.indexing import ingest_notes as run_ingest
 
     results = []
     for suite_path in args.suites:

@@ -94,7 +94,7 @@ def main(argv=None) -> int:
     from assistant.context import prompt_passages
     from assistant.query import NotesAssistant
     from assistant.settings import load_settings
-    from ingest.pipeline import run_ingest
+    from assistant.indexing import ingest_notes as run_ingest
 
     start = machine()
     notes = a.notes_dir.expanduser().resolve()
@@ -178,7 +178,7 @@ def main(argv=None) -> int:
              f"~{result['prompt_tokens_per_s_median']} tokens/s",
              f"  cold (model load included)       first token {cold['first_token_s']} s, total {cold['total_s']} s"]
     if cli:
-        lines += [f"  `assistant ask` processes        " + "; ".join(
+        lines += ["  `assistant ask` processes        " + "; ".join(
                       f"first token {x['first_token_s']} s, total {x['total_s']} s, wall {x['wall_s']} s" for x in cli),
                   fmt_check("peak RSS of `assistant ask`", result["peak_rss"], " MB")]
     lines += [f"  peak RSS of this process         {result['in_process_peak_rss_mb']} MB",

@@ -45,7 +45,8 @@ def main(argv=None) -> int:
     from assistant.models import make_embedder
     from assistant.settings import load_settings
     from ingest.index import Manifest, index_dir_for, load_snapshot_chunks
-    from ingest.pipeline import EMBED_BATCH, run_ingest
+    from assistant.indexing import ingest_notes as run_ingest
+    from ingest.pipeline import EMBED_BATCH
 
     start = machine()
     if a.folder:

@@ -40,7 +40,7 @@ def main(argv=None) -> int:
 
     from assistant.models import make_embedder
     from assistant.settings import load_settings
-    from ingest.pipeline import run_ingest
+    from assistant.indexing import ingest_notes as run_ingest
 
     start = machine()
     sentences = seed_sentences(a.seed_notes)

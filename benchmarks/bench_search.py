@@ -48,7 +48,7 @@ def queries(sentences: list[str], n: int, seed: int = 11) -> list[str]:
 
 def build(size: int, a, sentences, real_emb) -> tuple[Path, Path, str, int]:
     from assistant.settings import load_settings
-    from ingest.pipeline import run_ingest
+    from assistant.indexing import ingest_notes as run_ingest
 
     n_notes = max(1, round(size / CHUNKS_PER_NOTE))
     folder = make_notes_folder(a.work / f"search-{size}", n_notes, sentences, seed=size)
@@ -69,15 +69,15 @@ def measure(folder: Path, data: Path, qs: list[str], embedder) -> dict:
     from assistant.query import NotesAssistant
     from assistant.settings import load_settings
 
-    qa = NotesAssistant(load_settings(data_dir=data), folder)
-    qa.snapshot._embedder = embedder  # the model already loaded in this process: its load is not search
+    # the model already loaded in this process: its load is not search
+    qa = NotesAssistant(load_settings(data_dir=data), folder, embedder=embedder)
     t = time.perf_counter()
     qa.search(qs[0])
     cold = time.perf_counter() - t
     for q in qs[:3]:
         qa.search(q)  # warm
     lat, parts = [], {"embed": [], "dense": [], "keyword": [], "chars": []}
-    r = qa._retriever
+    r = qa.retriever
     for q in qs:
         t = time.perf_counter()
         qa.search(q)

@@ -65,10 +65,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from assistant.answer import build_prompt, generate, question_language
     from assistant.context import prompt_passages
-    from assistant.llm import load_embedded, load_ollama
+    from assistant.gguf import load_embedded
+    from assistant.ollama_backend import load_ollama
     from assistant.query import NotesAssistant
     from assistant.settings import load_settings
-    from ingest.pipeline import run_ingest
+    from assistant.indexing import ingest_notes as run_ingest
     from ollama_standin import closed_port
 
     say = (lambda *x: print(*x, file=sys.stderr, flush=True)) if a.json else (lambda *x: print(*x, flush=True))
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             for name in (["ollama", "embedded"] if i % 2 == 0 else ["embedded", "ollama"]):
                 loaded = sides[name]
                 if name == "embedded":
-                    loaded.llm._model.reset()  # the server resets its own (--no-prompt-cache)
+                    loaded.reset()  # the server resets its own (--no-prompt-cache)
                 t0 = time.perf_counter()
                 gen = generate(loaded.llm, plan.messages)
                 total = time.perf_counter() - t0

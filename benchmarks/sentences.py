@@ -32,11 +32,11 @@ def collect(suite_path: Path, part: str, limit: int, work: Path) -> list[dict]:
     from ablation import load
 
     from assistant.answer import question_language
-    from assistant.evaluate import facts_found
+    from assistant.eval import facts_found
     from assistant.query import NotesAssistant
     from assistant.sentences import candidates, featurize
     from assistant.settings import load_settings
-    from ingest.pipeline import run_ingest
+    from assistant.indexing import ingest_notes as run_ingest
 
     suite, cases = load(suite_path, part, answerable_only=False)
     if not cases or not suite.notes_dir.exists():
@@ -68,7 +68,7 @@ def _cover(found: list[bool]) -> float:
 
 
 def evaluate(rows: list[dict], weights: dict[str, float]) -> dict:
-    from assistant.evaluate import facts_found
+    from assistant.eval import facts_found
 
     top1, top2, best3, upper = [], [], [], []
     composed: dict[float, list[float]] = {}

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from assistant.errors import UserError
+from .errors import UserError
 
 from .split import Chunk
 
@@ -209,7 +209,7 @@ def chroma_errors(chroma_url: str | None):
     except Exception as exc:
         import httpx
 
-        from assistant.errors import ChromaUnavailableError, UserError
+        from .errors import ChromaUnavailableError, UserError
 
         if isinstance(exc, UserError):
             raise
@@ -432,3 +432,23 @@ def last_notes_dir(data_dir: Path) -> Path | None:
         raise CorruptIndexError(f"the pointer file {p} is damaged (not {{\"notes_dir\": PATH}}): "
                                 f"run `assistant ingest --rebuild NOTES_DIR` to rebuild it")
     return Path(data["notes_dir"])
+
+
+# --- which notes folder, which embedding model ----------------------------------------
+
+E5_NAMES = ("e5", "embedded", "multilingual-e5-small")  # what --embed accepts for the bundled model
+
+
+def embedder_id(choice: str) -> str:
+    """The name an index records for the embedding model that built it."""
+    if choice in E5_NAMES:
+        return "e5:multilingual-e5-small-q4"
+    return choice
+
+
+def notes_folder(data_dir: Path, given: Path | str | None = None, configured: Path | str | None = None) -> Path | None:
+    """The one rule for "which notes folder": the one given (a flag, an argument), else the
+    configured one (``notes_dir``), else the last one ingested; None when there is none.
+    The path is as given (``~`` expanded): resolve it to compare or to show it."""
+    chosen = given or configured or last_notes_dir(data_dir)
+    return Path(chosen).expanduser() if chosen else None

@@ -22,8 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from assistant.errors import BusyError, IndexMismatchError, NotesFolderError, UserError
-
+from .errors import BusyError, IndexMismatchError, NotesFolderError, UserError
 from .index import (
     CorruptIndexError,
     Manifest,
@@ -31,6 +30,7 @@ from .index import (
     chroma_client,
     chroma_errors,
     collection_name,
+    embedder_id,
     get_collection,
     index_dir_for,
     load_snapshot_chunks,
@@ -43,20 +43,26 @@ from .index import (
     write_snapshot,
 )
 from .keywords import TOKENIZER_VERSION
-from .load import DecodeError, read_note, walk
+from .load import walk
+from .plan import Plan, Progress, Reading, plan_changes, read_notes, walk_skipped
 from .split import split_text
+
+class IngestSettings(Protocol):
+    """What ingest reads of the settings (``assistant.settings.Settings`` has it all)."""
+
+    data_dir: Path
+    embed: str
+    chroma_url: str | None
+    chunk_chars: int
+    max_note_mb: float
+    embed_headings: bool
+
 
 EMBED_BATCH = 32
 
 
 SPLITTER_VERSION = 5
 WRITE_BATCH = 256
-
-
-class Progress(Protocol):
-    def stage(self, name: str, total: int) -> None: ...
-    def advance(self, n: int = 1) -> None: ...
-    def warn(self, message: str) -> None: ...
 
 
 class _Quiet:
@@ -96,17 +102,21 @@ class IngestSummary:
                 f"{self.chunks_reused} reused); {self.seconds:.1f} s")
 
 
-def run_ingest(settings: Any, notes_dir: Path, progress: Progress | None = None,
+def run_ingest(settings: IngestSettings, notes_dir: Path, progress: Progress | None = None,
                embedder: Any = None, rebuild: bool = False,
-               _hook: Callable[[str], None] | None = None) -> IngestSummary:
+               _hook: Callable[[str], None] | None = None,
+               make_embedder: Callable[[], Any] | None = None) -> IngestSummary:
     """Bring the index of ``notes_dir`` up to date and return what changed.
+
+    The embedding model is ``embedder``, or the one ``make_embedder()`` returns when
+    something needs embedding (an unchanged folder never builds one). The front ends
+    call :func:`assistant.indexing.ingest_notes`, which passes the model that
+    ``settings.embed`` names.
 
     ``_hook(stage)`` is called between write stages; tests use it to observe or
     interrupt a run at a precise point.
     """
     from filelock import FileLock, Timeout
-
-    from assistant.models import embedder_id
 
     progress = progress or _Quiet()
     hook = _hook or _test_pause_hook() or (lambda stage: None)
@@ -139,7 +149,8 @@ def run_ingest(settings: Any, notes_dir: Path, progress: Progress | None = None,
         if rebuild:
             _drop_index(settings, index_dir)
         with chroma_errors(settings.chroma_url):
-            summary = _ingest_locked(settings, notes_dir, index_dir, model_id, progress, embedder, hook, rebuild)
+            summary = _ingest_locked(settings, notes_dir, index_dir, model_id, progress,
+                                     embedder or make_embedder, hook, rebuild)
     except Exception as exc:  # a full or read-only disk mid-write: one line; the old index stays in force
         fault = write_fault(index_dir, exc) if not settings.chroma_url or isinstance(exc, OSError) else None
         if fault is None:
@@ -173,7 +184,7 @@ def _test_pause_hook() -> Callable[[str], None] | None:
     return pause
 
 
-def _drop_index(settings, index_dir: Path) -> None:
+def _drop_index(settings: IngestSettings, index_dir: Path) -> None:
     """Forget the Chroma collection of this folder, so that everything is embedded again.
 
     The manifest and the live snapshot stay: readers go on answering from them (their
@@ -200,7 +211,9 @@ def _drop_index(settings, index_dir: Path) -> None:
         shutil.rmtree(index_dir / "chroma", ignore_errors=True)
 
 
-def _ingest_locked(settings, notes_dir: Path, index_dir: Path, model_id: str, progress: Progress,
+# --- the run: plan, then read/split, store vectors, publish, collect garbage ----------------
+
+def _ingest_locked(settings: IngestSettings, notes_dir: Path, index_dir: Path, model_id: str, progress: Progress,
                    embedder, hook, rebuild: bool = False) -> IngestSummary:
     try:
         old = Manifest.load(index_dir)
@@ -222,12 +235,23 @@ def _ingest_locked(settings, notes_dir: Path, index_dir: Path, model_id: str, pr
         raise NotesFolderError(
             f"no notes in {notes_dir} (looked for .md, .markdown, .txt; {len(found.skipped)} other files skipped)")
     max_bytes = int(float(getattr(settings, "max_note_mb", 10.0)) * 1024 * 1024)
-    unchanged = _unchanged_run(settings, notes_dir, index_dir, old, found, max_bytes)
-    if unchanged is not None:
-        return unchanged
+    options = split_options(settings)
+    same_split = bool(old) and old.chunk_chars == settings.chunk_chars and (old.options or {}) == options
+    old_files = dict(old.files) if old else {}
+    present = {n.rel for n in found.notes}
+
+    reading = read_notes(found, old_files, not same_split, set(old_files), max_bytes, progress)
+    if not notes_dir.exists():  # the notes it could not read were not unreadable: they were gone
+        raise NotesFolderError(f"notes folder {notes_dir} vanished during the ingest: nothing was changed")
+    plan = plan_changes(old_files, reading.current, present, resplit=not same_split)
+    if plan.empty and old and old.snapshot:
+        summary = _collect_garbage_only(settings, notes_dir, index_dir, old, found, reading)
+        if summary is not None:
+            return summary
 
     old_chunks: dict[str, list[StoredChunk]] = {}
     old_list: list[StoredChunk] = []
+    reread = False
     if old and old.snapshot:
         try:
             old_list = load_snapshot_chunks(index_dir, old.snapshot)
@@ -235,93 +259,28 @@ def _ingest_locked(settings, notes_dir: Path, index_dir: Path, model_id: str, pr
                 old_chunks.setdefault(c.file, []).append(c)
         except CorruptIndexError as exc:
             progress.warn(f"{exc}; re-reading every note")
-            old = None
-            old_chunks = {}
-    options = split_options(settings)
-    same_split = bool(old) and old.chunk_chars == settings.chunk_chars and (old.options or {}) == options
-
-    summary = IngestSummary(str(notes_dir), str(index_dir), skipped=len(found.skipped) + len(found.outside),
-                            unreadable=len(found.unreadable))
-    summary.warnings.extend(found.warnings())  # links out of the folder, files that cannot be read
-    skipped = walk_skipped(found)  # recorded in the manifest: `assistant status --files`
-
-    old_files = dict(old.files) if old else {}
-    new_files: dict[str, dict[str, Any]] = {}
-    chunks_by_file: dict[str, list[StoredChunk]] = {}
-    gone_by_sha = {}
-    present = {n.rel for n in found.notes}
-    for rel, meta in old_files.items():
-        if rel not in present:
-            gone_by_sha.setdefault(meta.get("sha256"), []).append(rel)
-
+            old, old_chunks, old_files, same_split, reread = None, {}, {}, False, True
     for rel, meta in old_files.items():
         if not meta.get("chunks") and rel not in old_chunks:
             old_chunks[rel] = []  # a note with nothing to index (empty, front matter only) is known too
+    known = set(old_chunks) if same_split else set()
+    if reread or (same_split and not set(old_files) <= known):  # old chunks missing: read those notes again
+        reading = read_notes(found, old_files, not same_split, known, max_bytes, progress)
+        plan = plan_changes(old_files, reading.current, present, resplit=not same_split, known=known)
 
-    progress.stage("reading notes", len(found.notes))
-    for note in found.notes:
-        prev = old_files.get(note.rel)
-        if (same_split and prev and prev["size"] == note.size and prev["mtime_ns"] == note.mtime_ns
-                and note.rel in old_chunks):
-            new_files[note.rel] = prev
-            chunks_by_file[note.rel] = old_chunks[note.rel]
-            summary.unchanged += 1
-            progress.advance()
-            continue
-        if note.size > max_bytes:
-            summary.unreadable += 1
-            summary.warnings.append(_too_large(note, max_bytes))
-            skipped[note.rel] = skip_reason(note, max_bytes)
-            progress.advance()
-            continue
-        try:
-            text, enc, sha = read_note(note)
-        except DecodeError as exc:
-            summary.unreadable += 1
-            summary.warnings.append(f"skipped {note.rel}: {exc}")  # shown by every front end, once
-            skipped[note.rel] = skip_reason(note, max_bytes, exc)
-            progress.advance()
-            continue
-        except OSError as exc:
-            summary.unreadable += 1
-            summary.warnings.append(f"skipped {note.rel}: cannot read ({exc.strerror or exc})")
-            skipped[note.rel] = skip_reason(note, max_bytes, exc)
-            progress.advance()
-            continue
-        meta = {"size": note.size, "mtime_ns": note.mtime_ns, "sha256": sha, "encoding": enc}
-        if same_split and prev and prev.get("sha256") == sha and note.rel in old_chunks:
-            chunks_by_file[note.rel] = old_chunks[note.rel]  # touched, not changed
-            summary.unchanged += 1
-        else:
-            chunks = split_text(text, note.rel, max_chars=settings.chunk_chars)
-            chunks_by_file[note.rel] = [StoredChunk.from_chunk(c, embed_headings=settings.embed_headings)
-                                        for c in chunks]
-            if prev is None:
-                if gone_by_sha.get(sha):
-                    gone_by_sha[sha].pop()
-                    summary.renamed += 1
-                else:
-                    summary.added += 1
-            else:
-                summary.changed += 1
-        meta["chunks"] = [c.id for c in chunks_by_file[note.rel]]
-        new_files[note.rel] = meta
-        progress.advance()
-    summary.removed = sum(len(v) for v in gone_by_sha.values())
+    summary = IngestSummary(str(notes_dir), str(index_dir), skipped=len(found.skipped) + len(found.outside),
+                            unreadable=reading.unreadable + len(found.unreadable))
+    summary.warnings.extend(found.warnings())  # links out of the folder, files that cannot be read
+    summary.warnings.extend(reading.warnings)
+    summary.unchanged, summary.added = len(plan.unchanged) + len(plan.touched), len(plan.new)
+    summary.changed, summary.renamed, summary.removed = len(plan.changed), len(plan.renamed), len(plan.deleted)
+    skipped = {**walk_skipped(found), **reading.skipped}  # recorded in the manifest: `assistant status --files`
+
+    new_files, chunks_by_file = _read_split(settings, plan, reading, old_files, old_chunks)
     summary.files = len(new_files)
     if not notes_dir.exists():
         raise NotesFolderError(f"notes folder {notes_dir} vanished during the ingest: nothing was changed")
-
-    all_chunks = [c for rel in sorted(chunks_by_file) for c in chunks_by_file[rel]]
-    # one id can appear twice only if a file repeats a passage at the same lines: impossible,
-    # but keep Chroma's upsert happy whatever happens
-    seen: set[str] = set()
-    unique = []
-    for c in all_chunks:
-        if c.id not in seen:
-            seen.add(c.id)
-            unique.append(c)
-    all_chunks = unique
+    all_chunks = _unique_chunks(chunks_by_file)
     summary.chunks = len(all_chunks)
 
     client = chroma_client(index_dir, settings.chroma_url)
@@ -329,19 +288,62 @@ def _ingest_locked(settings, notes_dir: Path, index_dir: Path, model_id: str, pr
     stored_ids = set(_all_ids(col))
     missing = [c for c in all_chunks if c.id not in stored_ids]
     hook("before-embed")
-    known: dict[str, Any] = {}  # text_hash -> vector
+    known_vectors: dict[str, Any] = {}  # text_hash -> vector
     if missing:
-        known = _store_missing(col, missing, settings, embedder, progress, summary, hook)
+        known_vectors = _store_missing(col, missing, settings, embedder, progress, summary, hook)
     hook("before-publish")
     if not notes_dir.exists():
         raise NotesFolderError(f"notes folder {notes_dir} vanished during the ingest: nothing was changed")
 
-    vectors = _snapshot_vectors(col, all_chunks, known, index_dir, old, old_list)
+    vectors = _snapshot_vectors(col, all_chunks, known_vectors, index_dir, old, old_list)
+    name = _publish(settings, notes_dir, index_dir, model_id, live, all_chunks, vectors, new_files, options, hook)
+    summary.chunks_deleted = _delete_stale(col, stored_ids - {c.id for c in all_chunks})
+    prune_snapshots(index_dir, keep=[name, live] if live else [name])
+    return summary
+
+
+def _read_split(settings: IngestSettings, plan: Plan, reading: Reading, old_files: dict[str, dict[str, Any]],
+                old_chunks: dict[str, list[StoredChunk]]) -> tuple[dict[str, dict[str, Any]], dict[str, list[StoredChunk]]]:
+    """The manifest entries and chunks of every note the new index holds: kept ones as they
+    were, touched ones with their new size and mtime, the rest split now."""
+    new_files: dict[str, dict[str, Any]] = {}
+    chunks_by_file: dict[str, list[StoredChunk]] = {}
+    split_now = set(plan.to_split)
+    for rel in reading.current:  # the folder's order
+        if rel in split_now:
+            chunks = split_text(reading.texts[rel], rel, max_chars=settings.chunk_chars)
+            chunks_by_file[rel] = [StoredChunk.from_chunk(c, embed_headings=settings.embed_headings) for c in chunks]
+            meta = dict(reading.meta[rel])
+        else:
+            chunks_by_file[rel] = old_chunks[rel]
+            meta = dict(reading.meta[rel]) if rel in reading.meta else old_files[rel]
+        meta["chunks"] = [c.id for c in chunks_by_file[rel]]
+        new_files[rel] = meta
+    return new_files, chunks_by_file
+
+
+def _unique_chunks(chunks_by_file: dict[str, list[StoredChunk]]) -> list[StoredChunk]:
+    # one id can appear twice only if a file repeats a passage at the same lines: impossible,
+    # but keep Chroma's upsert happy whatever happens
+    seen: set[str] = set()
+    unique = []
+    for rel in sorted(chunks_by_file):
+        for c in chunks_by_file[rel]:
+            if c.id not in seen:
+                seen.add(c.id)
+                unique.append(c)
+    return unique
+
+
+def _publish(settings: IngestSettings, notes_dir: Path, index_dir: Path, model_id: str, live: str | None,
+             chunks: list[StoredChunk], vectors, files: dict[str, dict[str, Any]], options: dict[str, Any],
+             hook) -> str:
+    """Write the new snapshot, then the manifest that makes it live; returns the snapshot's name."""
     name = next_snapshot_name(live)
     try:
-        write_snapshot(index_dir, all_chunks, name, vectors)
+        write_snapshot(index_dir, chunks, name, vectors)
         hook("before-manifest")
-        Manifest(str(notes_dir), model_id, settings.chunk_chars, name, new_files, options=options,
+        Manifest(str(notes_dir), model_id, settings.chunk_chars, name, files, options=options,
                  skipped=skipped).save(index_dir)
     except OSError as exc:
         import shutil
@@ -352,32 +354,23 @@ def _ingest_locked(settings, notes_dir: Path, index_dir: Path, model_id: str, pr
         raise UserError(f"cannot write the index in {index_dir} ({exc.strerror or exc}): free some disk space "
                         f"and run `assistant ingest` again; the previous index is unchanged") from None
     hook("after-manifest")
+    return name
 
-    stale = list(stored_ids - seen)
+
+def _delete_stale(col, stale_ids: set[str]) -> int:
+    """Chroma entries no manifest points to any more (this run's leftovers, or a killed run's)."""
+    stale = list(stale_ids)
     for i in range(0, len(stale), 5000):
         col.delete(ids=stale[i:i + 5000])
-    summary.chunks_deleted = len(stale)
-    prune_snapshots(index_dir, keep=[name, live] if live else [name])
-    return summary
+    return len(stale)
 
 
-def _too_large(note, max_bytes: int) -> str:
-    def size(n: float) -> str:
-        return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 1024:.1f} KB"
-
-    return (f"skipped {note.rel}: {size(note.size)} is over the {size(max_bytes)} limit for one note "
-            f"(raise max_note_mb, e.g. NOTES_ASSISTANT_MAX_NOTE_MB, to index it)")
-
-
-def _unchanged_run(settings, notes_dir: Path, index_dir: Path, old: Manifest | None, found,
-                   max_bytes: int) -> IngestSummary | None:
-    """A re-run over a folder whose notes all have the size and mtime the manifest records,
-    and whose chunks Chroma all holds: no snapshot is loaded or written (this is what keeps
-    an unchanged re-ingest of 10,000 notes within seconds). Anything else -> None, and the
-    full run does the work. Stale Chroma entries (a run killed after its manifest) go."""
-    options = split_options(settings)
-    if not (old and old.snapshot and old.chunk_chars == settings.chunk_chars and (old.options or {}) == options):
-        return None
+def _collect_garbage_only(settings: IngestSettings, notes_dir: Path, index_dir: Path, old: Manifest, found,
+                          reading: Reading) -> IngestSummary | None:
+    """The empty plan: the index holds the folder as it is, so no snapshot is loaded or
+    written (this is what keeps an unchanged re-ingest of 10,000 notes within seconds);
+    only what a killed run left behind goes. None when the index itself needs repair
+    (a damaged snapshot, chunks Chroma lost): the full run does that."""
     chunks_json = index_dir / "snapshots" / old.snapshot / "chunks.json"
     want = {i for meta in old.files.values() for i in meta.get("chunks", [])}
     if want and load_snapshot_vectors(index_dir, old.snapshot, len(want), mmap=True) is None:
@@ -389,70 +382,29 @@ def _unchanged_run(settings, notes_dir: Path, index_dir: Path, old: Manifest | N
                 return None
     except OSError:
         return None
-    left_out = {n.rel for n in found.notes if n.rel not in old.files}
-    if old.skipped is None or set(old.skipped) != set(walk_skipped(found)) | left_out:
+    skipped = {**walk_skipped(found), **reading.skipped}
+    if old.skipped is None or set(old.skipped) != set(skipped):
         return None  # what is skipped changed (or was never recorded): the manifest says why, so rewrite it
-    summary = IngestSummary(str(notes_dir), str(index_dir), skipped=len(found.skipped) + len(found.outside),
-                            unreadable=len(found.unreadable))
-    summary.warnings.extend(found.warnings())  # links out of the folder, files that cannot be read
-    seen_files = set()
-    for note in found.notes:
-        prev = old.files.get(note.rel)
-        if prev is None:
-            # a note the index does not hold is fine only if it was left out last time too
-            if note.size > max_bytes:
-                summary.warnings.append(_too_large(note, max_bytes))
-            else:
-                try:
-                    read_note(note)
-                    return None
-                except DecodeError as exc:
-                    summary.warnings.append(f"skipped {note.rel}: {exc}")
-                except OSError as exc:
-                    summary.warnings.append(f"skipped {note.rel}: cannot read ({exc.strerror or exc})")
-            summary.unreadable += 1
-            continue
-        if prev["size"] != note.size or prev["mtime_ns"] != note.mtime_ns or note.size > max_bytes:
-            return None
-        seen_files.add(note.rel)
-    if seen_files != set(old.files):
-        return None
     col = get_collection(chroma_client(index_dir, settings.chroma_url),
                          collection_name(index_dir, settings.chroma_url))
     stored = set(_all_ids(col))
     if not want <= stored:  # Chroma lost chunks (a wiped server, a deleted folder): re-upload them
         return None
-    stale = list(stored - want)
-    for i in range(0, len(stale), 5000):
-        col.delete(ids=stale[i:i + 5000])
+    summary = IngestSummary(str(notes_dir), str(index_dir), skipped=len(found.skipped) + len(found.outside),
+                            unreadable=reading.unreadable + len(found.unreadable))
+    summary.warnings.extend(found.warnings())  # links out of the folder, files that cannot be read
+    summary.warnings.extend(reading.warnings)
+    summary.chunks_deleted = _delete_stale(col, stored - want)
     # what a killed run left: an unfinished snapshot (*.tmp), generations before the last two
     gen = old.snapshot.split("-")[-1]
     previous = f"gen-{int(gen) - 1:06d}" if old.snapshot.startswith("gen-") and gen.isdigit() else old.snapshot
     prune_snapshots(index_dir, keep=[old.snapshot, previous])
     summary.files = summary.unchanged = len(old.files)
     summary.chunks = len(want)
-    summary.chunks_deleted = len(stale)
     return summary
 
 
-def walk_skipped(found) -> dict[str, str]:
-    """What the walk left out and why: other file types, hidden files and folders, unreadable notes."""
-    out = {s.rel: s.reason for s in found.skipped}
-    out.update({s.rel: s.reason for s in getattr(found, "hidden", [])})
-    out.update({s.rel: s.reason for s in found.unreadable})
-    return out
-
-
-def skip_reason(note, max_bytes: int, exc: Exception | None = None) -> str:
-    """Why a note file is not indexed, in the words `assistant status --files` shows."""
-    if exc is None:
-        return f"too large: {note.size / 2**20:.1f} MB, over the {max_bytes / 2**20:.1f} MB limit (max_note_mb)"
-    if isinstance(exc, DecodeError):
-        return "binary file" if str(exc) == "binary file" else f"undecodable: {exc}"
-    return f"cannot read: {getattr(exc, 'strerror', None) or exc}"
-
-
-def split_options(settings) -> dict[str, Any]:
+def split_options(settings: IngestSettings) -> dict[str, Any]:
     """Options besides chunk_chars that change the chunks or what is embedded."""
     # SPLITTER_VERSION changes when split.py's rules change, so an upgrade re-splits
     return {"embed_headings": bool(getattr(settings, "embed_headings", True)), "splitter": SPLITTER_VERSION,
@@ -494,7 +446,7 @@ def _snapshot_vectors(col, chunks: list[StoredChunk], known: dict[str, Any], ind
     return np.asarray([known[c.text_hash] for c in chunks], dtype=np.float32)
 
 
-def _store_missing(col, missing: list[StoredChunk], settings, embedder, progress: Progress,
+def _store_missing(col, missing: list[StoredChunk], settings: IngestSettings, embedder, progress: Progress,
                    summary: IngestSummary, hook) -> dict[str, Any]:
     """Upsert ``missing`` into Chroma, embedding what no stored chunk already has; returns
     text_hash -> vector for every chunk it stored."""
@@ -511,9 +463,9 @@ def _store_missing(col, missing: list[StoredChunk], settings, embedder, progress
             to_embed.setdefault(c.text_hash, c.embed_text)
 
     if embedder is None:
-        from assistant.models import make_embedder
-
-        embedder = make_embedder(settings.embed, settings)
+        raise TypeError("run_ingest needs an embedder (or make_embedder) to embed new chunks")
+    if not hasattr(embedder, "get_text_embedding_batch"):
+        embedder = embedder()  # a factory: build the model only now that there is work for it
 
     pending = [c for c in missing if c.text_hash in reuse]
     summary.chunks_reused = len(pending)

@@ -188,7 +188,7 @@ def test_corrupted_index_file(small_index, victim):
 def test_notes_folder_vanishing_mid_ingest(small_index, tmp_path):
     from assistant.errors import NotesFolderError
     from assistant.query import NotesAssistant
-    from ingest.pipeline import run_ingest
+    from assistant.indexing import ingest_notes as run_ingest
 
     notes, data, s, idx = small_index
     before = (idx / "manifest.json").read_bytes()
@@ -266,6 +266,6 @@ def test_full_disk_while_writing_the_index(small_index, monkeypatch, when):
     assert sorted(p.name for p in (idx / "snapshots").iterdir()) == snaps_before
     assert [p.chunk.id for p in NotesAssistant(s, notes).search("label smoothing")] == want
     # space again: the next ingest takes the new note in
-    from ingest.pipeline import run_ingest
+    from assistant.indexing import ingest_notes as run_ingest
 
     assert run_ingest(s, notes).added == 1

@@ -137,7 +137,7 @@ def test_full_loop_through_a_chroma_server(tmp_path, server, notes):
 
     # an unchanged re-ingest uploads nothing and changes nothing on the server
     from conftest import make_settings
-    from ingest.pipeline import run_ingest
+    from assistant.indexing import ingest_notes as run_ingest
 
     again = run_ingest(make_settings(data, chroma_url=server.url), notes)
     assert again.chunks_embedded == 0 and again.chunks_reused == 0 and again.chunks_deleted == 0

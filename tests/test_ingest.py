@@ -252,3 +252,27 @@ def test_duplicated_passage_appears_once_with_every_file(tmp_path, embedder):
     also = entry.get("also_in", [])
     assert len(also) == 1
     assert {entry["file"], also[0]["file"]} == set(where)
+
+
+def test_plan_changes_is_a_pure_comparison():
+    """new / changed / renamed / deleted / touched from the manifest and the folder alone; the
+    unchanged folder is the empty plan."""
+    from ingest.pipeline import plan_changes
+
+    old = {"a.md": {"size": 1, "mtime_ns": 1, "sha256": "A"}, "b.md": {"size": 2, "mtime_ns": 2, "sha256": "B"},
+           "c.md": {"size": 3, "mtime_ns": 3, "sha256": "C"}, "d.md": {"size": 4, "mtime_ns": 4, "sha256": "D"},
+           "e.md": {"size": 5, "mtime_ns": 5, "sha256": "E"}}
+    same = {rel: (m["size"], m["mtime_ns"], None) for rel, m in old.items()}
+    plan = plan_changes(old, same, set(old))
+    assert plan.empty and plan.unchanged == list(old)
+    now = {"a.md": (1, 1, None),  # as indexed
+           "b.md": (2, 9, "B"),  # touched: new mtime, same content
+           "c.md": (7, 7, "C2"),  # changed
+           "moved/d.md": (4, 8, "D"),  # d.md's content under a new path
+           "f.md": (6, 6, "F")}  # new
+    plan = plan_changes(old, now, set(now) | {"g.md"})  # g.md: a note that cannot be read
+    assert (plan.unchanged, plan.touched, plan.changed, plan.new) == (["a.md"], ["b.md"], ["c.md"], ["f.md"])
+    assert plan.renamed == {"moved/d.md": "d.md"} and plan.deleted == ["e.md"] and not plan.empty
+    assert plan.to_split == ["f.md", "c.md", "moved/d.md"]
+    resplit = plan_changes(old, {"a.md": (1, 1, "A")}, {"a.md"}, resplit=True)
+    assert resplit.changed == ["a.md"] and len(resplit.deleted) == 4

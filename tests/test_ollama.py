@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -210,7 +209,7 @@ def test_model_not_pulled(standin, notes_index):
     assert out["sources"]
     assert standin.last() is None  # refused before any chat request
     # the model removed after the check: the server's own 404 gives the same advice
-    from assistant.llm import load_ollama
+    from assistant.ollama_backend import load_ollama
 
     qa = in_process(notes_index, standin)
     qa._llm = load_ollama(qa.settings, "gone:latest", check=False)
@@ -316,7 +315,7 @@ def test_embeddings_through_ollama_and_no_mixing(standin, tmp_path):
 
     # an embedding model that is not pulled, and Ollama down
     from assistant.errors import LLMUnavailableError, ModelError
-    from ingest.pipeline import run_ingest
+    from assistant.indexing import ingest_notes as run_ingest
 
     with pytest.raises(ModelError, match=r"run `ollama pull nomic-embed-text`"):
         run_ingest(make_settings(tmp_path / "d2", embed="ollama:nomic-embed-text", ollama_host=standin.url), notes)
@@ -387,7 +386,7 @@ def test_follow_up_rewrite_ignores_inline_thinking(standin, notes_index):
 # --- choosing the model ---------------------------------------------------------------------
 
 def test_auto_picks_ollama_only_when_it_is_up_and_has_the_model(standin, notes_index, tmp_path):
-    from assistant.llm import load_llm
+    from assistant.models import load_llm
 
     _, data = notes_index
     up = make_settings(data, ollama_host=standin.url)
@@ -404,7 +403,7 @@ def test_auto_picks_ollama_only_when_it_is_up_and_has_the_model(standin, notes_i
     assert info["ollama_running"] is True and MODEL in info["ollama_models"]
     assert info["answering"].startswith("embedded:")
     assert "ollama pull llama3.1:8b" in info["note"]
-    from assistant.llm import describe_llm
+    from assistant.models import describe_llm
 
     info = describe_llm(up)
     assert info["answering"] == f"ollama:{MODEL}" and info["ollama_version"] == VERSION
@@ -425,6 +424,6 @@ def test_auto_picks_ollama_only_when_it_is_up_and_has_the_model(standin, notes_i
     ("[::1]:9000", "http://[::1]:9000"),
 ])
 def test_ollama_host_forms(given, expected):
-    from assistant.llm import normalize_host
+    from assistant.ollama_backend import normalize_host
 
     assert normalize_host(given) == expected

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from assistant.evaluate import (
+from assistant.eval import (
     KINDS,
     Case,
     NoteFiles,
@@ -322,6 +322,87 @@ def test_notes_folder_is_relative_to_the_suite_file(tmp_path):
     p = tmp_path / "deep" / "suites" / "s.yaml"
     p.write_text(yaml.safe_dump({"notes": "../notes", "cases": [GOOD]}), encoding="utf-8")
     assert load_suite(p).notes_dir == (tmp_path / "deep" / "notes").resolve()
+
+
+# --- parts: tune and report by chapter ---------------------------------------------------------
+
+PARTED = [{**GOOD, "id": "g", "sources": ["glossary.txt"]},
+          {**GOOD, "id": "t", "sources": ["深度学习/transformer.md"]},
+          {**GOOD, "id": "o", "sources": ["optim/adam.md", "glossary.txt"]},
+          {"id": "u", "question": "q?", "kind": "unanswerable", "chapter": "optim"}]
+
+
+def test_parts_split_the_cases_by_chapter(tmp_path):
+    suite = load_suite(_write_suite(tmp_path, PARTED, parts={"tune": ["glossary.txt", "optim"],
+                                                             "report": ["深度学习"]}))
+    assert [c.chapter for c in suite.cases] == ["glossary.txt", "深度学习", "optim", "optim"]
+    assert [c.id for c in suite.select("tune")] == ["g", "o", "u"]
+    assert [c.id for c in suite.select("report")] == ["t"]
+    assert [c.id for c in suite.select("all")] == ["g", "t", "o", "u"]
+    flat = load_suite(_write_suite(tmp_path, PARTED[:3]))  # no parts: everything is `all`
+    assert len(flat.select("all")) == 3
+    with pytest.raises(SuiteError, match="has no `parts:`"):
+        flat.select("report")
+    with pytest.raises(SuiteError, match="unknown part `train`"):
+        suite.select("train")
+
+
+@pytest.mark.parametrize("parts, message", [
+    ({"tune": ["glossary.txt", "optim"], "report": ["optim", "深度学习"]}, "chapter `optim` is in both parts"),
+    ({"tune": ["glossary.txt"], "report": ["深度学习"]}, "case `o`: chapter `optim` is in no part"),
+    ({"tune": ["glossary.txt"], "test": ["x"]}, "maps tune and report"),
+    ({"tune": "optim"}, "must be a list of chapters"),
+])
+def test_bad_parts_are_one_line_errors(tmp_path, parts, message):
+    with pytest.raises(SuiteError, match=re.escape(message)) as err:
+        load_suite(_write_suite(tmp_path, PARTED, parts=parts))
+    assert "\n" not in str(err.value)
+
+
+def test_a_case_without_a_chapter_must_name_one(tmp_path):
+    cases = PARTED[:3] + [{"id": "u", "question": "q?", "kind": "unanswerable"}]
+    with pytest.raises(SuiteError, match=re.escape("case `u`: no chapter (give it `chapter:`)")):
+        load_suite(_write_suite(tmp_path, cases, parts={"tune": ["glossary.txt", "optim"], "report": ["深度学习"]}))
+
+
+def test_retrieval_only_grades_retrieval_without_an_llm(tmp_path, monkeypatch):
+    """The sample suite's report part, retrieval alone: no model is loaded, seconds not minutes."""
+    monkeypatch.setenv("NOTES_ASSISTANT_CONFIG", str(tmp_path / "no-config.toml"))
+    import yaml as _yaml
+
+    from assistant import models
+    from assistant.eval import run_suite
+    from assistant.settings import load_settings
+
+    data = _yaml.safe_load(SAMPLE.read_text(encoding="utf-8"))
+    data["notes"] = str((REPO / "examples" / "notes").resolve())
+    data["parts"] = {"tune": ["glossary.txt", "optim", "归一化-gbk.txt"], "report": ["深度学习"]}
+    for c in data["cases"]:
+        if not c.get("sources"):
+            c["chapter"] = "optim"
+    p = tmp_path / "parted.yaml"
+    p.write_text(_yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+
+    def no_llm(settings):
+        raise AssertionError("--retrieval-only loaded an LLM")
+
+    monkeypatch.setattr(models, "load_llm", no_llm)
+    suite = load_suite(p)
+    report = run_suite(suite, load_settings(data_dir=tmp_path / "data"), part="report", retrieval_only=True)
+    ids = [c["id"] for c in report["cases"]]
+    assert ids == [c.id for c in suite.select("report")] and ids
+    assert report["part"] == "report" and report["chapters"] == ["深度学习"] and report["retrieval_only"]
+    m = report["metrics"]
+    assert set(m["overall"]) == {"cases", "answerable", "unanswerable", "hit_at_1", "hit_at_5", "mrr"}
+    assert m["overall"]["cases"] == len(ids) and 0 <= m["overall"]["mrr"] <= 1
+    assert set(m["by_language"]) <= {"zh", "en"} and sum(v["cases"] for v in m["by_language"].values()) == len(ids)
+    for c in report["cases"]:  # the same search `ask` makes: the sources of the JSON contract
+        assert c["result"]["sources"] and {"file", "line_start", "text"} <= set(c["result"]["sources"][0])
+    from assistant.eval import gate, markdown
+
+    assert gate(report, suite)["passed"] in (True, False)  # gates on what was graded, skips the rest
+    md = markdown(report)
+    assert "part report (chapters: 深度学习), retrieval only" in md
 
 
 # --- matching and grading -----------------------------------------------------------------------

@@ -123,7 +123,7 @@ def ask(c: Client, question: str) -> tuple[list[tuple], tuple]:
 # --- opening notes: only inside the notes folder --------------------------------------
 
 def test_safe_note_path_refuses_everything_outside(tmp_path):
-    from assistant.ui import NoteAccessError, safe_note_path
+    from assistant.notes_access import NoteAccessError, safe_note_path
 
     notes, outside = make_notes(tmp_path)
     add_escape_links(notes, outside)
@@ -290,16 +290,16 @@ def test_status_and_reingest(env):
 
 def test_progress_adapter_reports_ingest_stages(tmp_path, monkeypatch):
     monkeypatch.setenv("NOTES_ASSISTANT_CONFIG", str(tmp_path / "no-config.toml"))
-    from assistant.ui import _GradioProgress
-    from ingest.pipeline import run_ingest
+    from assistant.indexing import ingest_notes
+    from assistant.progress import CallbackProgress
 
     notes = tmp_path / "notes"
     notes.mkdir()
     for i in range(3):
         (notes / f"n{i}.md").write_text(f"# 笔记 {i}\n\n第 {i} 条笔记的内容，关于优化器和学习率。\n", encoding="utf-8")
     calls = []
-    adapter = _GradioProgress(lambda value, desc=None, unit=None: calls.append((value, desc)))
-    run_ingest(ui_settings(tmp_path / "data", notes), notes, progress=adapter)
+    adapter = CallbackProgress(lambda value, desc=None, unit=None: calls.append((value, desc)))
+    ingest_notes(ui_settings(tmp_path / "data", notes), notes, progress=adapter)
     reading = [v for v, d in calls if d == "reading notes"]
     assert reading[0] == (0, 3) and reading[-1] == (3, 3)
     embedding = [v for v, d in calls if d == "embedding chunks"]

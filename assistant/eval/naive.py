@@ -54,7 +54,7 @@ class NaivePipeline:
 
         from ingest.load import DecodeError, decode, walk
 
-        from .embeddings import E5Embedding
+        from ..embeddings import E5Embedding
 
         docs = []
         for note in walk(self.notes_dir).notes:
