@@ -110,7 +110,9 @@ class RichProgress(Progress):
 
     def warn(self, message: str) -> None:
         super().warn(message)
-        self.console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)  # one line
+        from .safe_text import text
+
+        self.console.print(text(("warning:", "yellow"), " ", message, newlines=False))  # one line, never markup
 
     def start(self, total: int, label: str) -> None:
         Progress.stage(self, label, total)

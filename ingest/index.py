@@ -364,7 +364,7 @@ def load_snapshot_vectors(index_dir: Path, name: str, n: int, mmap: bool = False
     p = index_dir / "snapshots" / name / VECTORS_FILE
     try:
         arr = np.load(p, allow_pickle=False, mmap_mode="r" if mmap else None)
-    except (OSError, ValueError):
+    except (OSError, ValueError, EOFError):  # missing, torn or empty
         return None
     if arr.ndim != 2 or arr.shape[0] != n:
         return None

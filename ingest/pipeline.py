@@ -296,7 +296,8 @@ def _ingest_locked(settings: IngestSettings, notes_dir: Path, index_dir: Path, m
         raise NotesFolderError(f"notes folder {notes_dir} vanished during the ingest: nothing was changed")
 
     vectors = _snapshot_vectors(col, all_chunks, known_vectors, index_dir, old, old_list)
-    name = _publish(settings, notes_dir, index_dir, model_id, live, all_chunks, vectors, new_files, options, hook)
+    name = _publish(settings, notes_dir, index_dir, model_id, live, all_chunks, vectors, new_files, options, hook,
+                    skipped)
     summary.chunks_deleted = _delete_stale(col, stored_ids - {c.id for c in all_chunks})
     prune_snapshots(index_dir, keep=[name, live] if live else [name])
     return summary
@@ -337,7 +338,7 @@ def _unique_chunks(chunks_by_file: dict[str, list[StoredChunk]]) -> list[StoredC
 
 def _publish(settings: IngestSettings, notes_dir: Path, index_dir: Path, model_id: str, live: str | None,
              chunks: list[StoredChunk], vectors, files: dict[str, dict[str, Any]], options: dict[str, Any],
-             hook) -> str:
+             hook, skipped: dict[str, str] | None = None) -> str:
     """Write the new snapshot, then the manifest that makes it live; returns the snapshot's name."""
     name = next_snapshot_name(live)
     try:

@@ -9,7 +9,6 @@ first on ``sys.path``, and the repository is on no path at all.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys

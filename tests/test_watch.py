@@ -5,7 +5,6 @@ saves), holds the write lock as a second writer, kills a watcher mid-update, pre
 from __future__ import annotations
 
 import json
-import os
 import queue
 import signal
 import socket
