@@ -144,7 +144,8 @@ _NAME = re.compile(r"\b[A-Za-z]*[A-Z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)*\b")
 def claim_holds(sentence: str, chunk_text: str) -> bool:
     """A sentence that states a figure is supported only by a passage sentence that holds
     the same figure *and* what the answer says it belongs to: every name the sentence uses
-    (BERT, ViT-Huge: words with a capital) and, without names, some of its other terms.
+    (BERT, ViT-Huge: words with a capital), in that sentence or the one before it, and,
+    without names, some of its other terms.
     "BERT masks 75%" cited to a passage where 75% is MAE's fails, though every word stands
     somewhere in the passage. Sentences without figures pass."""
     body = _MARKER.sub("", sentence)
@@ -154,13 +155,21 @@ def claim_holds(sentence: str, chunk_text: str) -> bool:
     rest = _NUMBER.sub(" ", body)
     names = {n.lower() for n in _NAME.findall(rest) if len(n) > 1}
     flat = re.sub(r"\s*\n\s*", " ", chunk_text)  # a sentence that a line break cut is one sentence
-    for s, e in _sentence_spans(flat):
+    spans = _sentence_spans(flat)
+    for i, (s, e) in enumerate(spans):
         piece = flat[s:e]
         if not numbers <= set(_NUMBER.findall(piece)):
             continue
         if names:
-            if names <= {w.lower() for w in _NAME.findall(piece)} | {w.lower() for w in re.findall(r"[A-Za-z0-9\-]+", piece)}:
+            words = {w.lower() for w in re.findall(r"[A-Za-z0-9\-]+", piece)}
+            if names <= words:
                 return True
+            # a figure whose sentence names nobody may belong to the name of the sentence before
+            # ("MAE … 。包括 … 掩码率(75%)。"); one that names another ("BERT … 15%") may not
+            if i and not {n.lower() for n in _NAME.findall(piece) if len(n) > 1} - names:
+                before = flat[spans[i - 1][0]:spans[i - 1][1]]
+                if names <= words | {w.lower() for w in re.findall(r"[A-Za-z0-9\-]+", before)}:
+                    return True
         elif not terms(rest) or support(rest, piece) >= SUBJECT_MIN:
             return True
     return False

@@ -25,6 +25,7 @@ MAX_CLAIM_CHARS = 120
 # en 0.62 vs 0.43), and more than a second sentence only when it scores close; a minimum
 # score refused more answerable questions than near misses at every threshold tried
 SENTENCES = 2
+_CJK = re.compile(r"[\u3400-\u9fff]")
 _CLAUSE_END = re.compile(r"(?<=[，；：,;:])\s*|(?<=[。！？!?])\s*")
 
 
@@ -62,8 +63,13 @@ def trim(sentence: str, question: str, limit: int = MAX_CLAIM_CHARS, embedder: A
 
 
 def answers(question: str, s: Sentence) -> bool:
-    """Does the sentence hold the kind of thing asked for? A question that asks for a
-    number (多少 / how many) needs a sentence with one; other kinds are not checked here."""
+    """Does the sentence answer the question at all? In the question's own language it must
+    share at least one of its terms (e5 alone finds *some* sentence close to any question:
+    "红烧肉怎么做" reached a formula); a question that asks for a number (多少 / how many)
+    needs a sentence with one."""
+    same_script = bool(_CJK.search(question)) == bool(_CJK.search(s.plain))
+    if same_script and support(question, s.plain) == 0:
+        return False
     asks_number, number = ANSWER_TYPES[0]
     return not asks_number.search(question) or bool(number.search(s.plain))
 

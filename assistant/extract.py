@@ -27,7 +27,8 @@ _TERMINAL = set("。！？；!?;:：")
 # "为什么 / why", a name for "叫什么 / called". A sentence with the cue gets a small bonus.
 ANSWER_TYPES = [
     (re.compile(r"多少|几[个层种次维年倍位]|多大|多长|多高|哪一?年|年代|比例|比率|how (many|much|large|long|big|often)"
-                r"|what (value|number|size|ratio|percentage|fraction)|which year", re.I),
+                r"|what (value|number|size|ratio|percentage|fraction)|which year|\b(ratio|rate|percentage|proportion|fraction)\b"
+                r"|\bnumber of\b", re.I),
      re.compile(r"\d|[一二两三四五六七八九十百千万亿]+[个层种次维倍年位成]|percent", re.I)),
     (re.compile(r"为什么|为何|原因|图的是什么|有什么用|什么作用|目的|\bwhy\b|what for|purpose|reason", re.I),
      re.compile(r"因为|由于|所以|因此|为了|以便|以免|避免|防止|导致|使得|原因|目的|\bbecause\b|\bsince\b|so that"

@@ -5,57 +5,19 @@ Only a note file inside the notes folder that the index holds can be read: the p
 resolved (``..``, absolute paths and symlinks followed) and must land inside the resolved
 notes folder, outside hidden folders, with a note suffix, and be one of the indexed files.
 
-(The rule is the one of ``assistant.ui.safe_note_path``, kept here without importing Gradio;
-when the query API grows ``NotesAssistant.open_note``, this module becomes a call to it.)
+(The rule is ``assistant.notes_access.safe_note_path``, the web chat's own.)
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
+from .notes_access import NoteAccessError, parse_ref, safe_note_path
 
-NOTE_SUFFIXES = {".md", ".markdown", ".txt"}
+__all__ = ["MAX_LINES", "NoteAccessError", "parse_ref", "read_note_lines", "safe_note_path"]
+
 MAX_LINES = 400  # one read returns at most this many lines
-
-
-class NoteAccessError(UserError):
-    pass
-
-
-def safe_note_path(notes_dir: Path, rel: str, indexed: set[str] | None = None) -> Path:
-    root = Path(notes_dir).resolve()
-    rel = (rel or "").strip()
-    if not rel or "\x00" in rel:
-        raise NoteAccessError("no file given")
-    try:
-        target = (root / rel).resolve()
-    except (OSError, RuntimeError, ValueError):
-        raise NoteAccessError(f"cannot open {rel}: not a note in the notes folder") from None
-    if target != root and root not in target.parents:
-        raise NoteAccessError(f"refused: {rel} is outside the notes folder")
-    if any(part.startswith(".") for part in target.relative_to(root).parts):
-        raise NoteAccessError(f"refused: {rel} is in a hidden folder, not a note")
-    if target.suffix.lower() not in NOTE_SUFFIXES or not target.is_file():
-        raise NoteAccessError(f"cannot open {rel}: not a note in the notes folder")
-    if indexed is not None and target.relative_to(root).as_posix() not in indexed:
-        raise NoteAccessError(f"cannot open {rel}: not an indexed note (re-ingest to add it)")
-    return target
-
-
-_REF = re.compile(r"^(?P<file>.+?)(?::(?P<a>\d+)(?:-(?P<b>\d+))?)?$", re.S)
-
-
-def parse_ref(ref: str) -> tuple[str, int | None, int | None]:
-    """``"dir/note.md:12-14"`` -> ("dir/note.md", 12, 14); lines are optional."""
-    m = _REF.match((ref or "").strip())
-    if not m:
-        return "", None, None
-    a = int(m.group("a")) if m.group("a") else None
-    b = int(m.group("b")) if m.group("b") else a
-    return m.group("file"), a, b
 
 
 def read_note_lines(qa: Any, file: str, line_start: int | None = None, line_end: int | None = None,

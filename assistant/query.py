@@ -272,12 +272,17 @@ class NotesAssistant:
             yield from self._refuse(run, lang, f"evidence gate: {ev.reason}")
             return
         style = self.answer_style()
+        if style == "extract" and self.settings.answer_style == "auto" and lang != self.snapshot.language:
+            # a question in the other language than the notes: quoting a note sentence answers
+            # it in the wrong language, and e5 ranks the sentences of the other language low;
+            # the model writes (over the passages), checked, with the quote as the fallback
+            style = "passages"
         # sentences of the retrieved passages themselves (not the merged prompt passages): each
         # [n] of an extractive answer is a retrieved passage, cited against ``passages``
         ranked = rank_sentences(q, passages, self.snapshot.embedder, limit=self.settings.prompt_passages)
         best = ranked[: self.settings.evidence_sentences]
         yield ("planned", {"style": style, "sentences": best})
-        if not best or not answers(q, best[0]):
+        if style == "extract" and (not best or not answers(q, best[0])):
             why = "no sentence holds what the question asks for" if best else "no sentence to answer from"
             yield from self._refuse(run, lang, f"sentence evidence: {why}")
             return

@@ -177,7 +177,7 @@ class OllamaStandin:
 
                 import llama_cpp
 
-                from assistant.models import gguf_path
+                from assistant.gguf import gguf_path
                 from assistant.settings import load_settings
 
                 path = gguf_path(self.gguf, load_settings().model_dir)
