@@ -347,21 +347,22 @@ class NotesAssistant:
             why = "restated the question" if echo else "could not be checked against the notes"
             run.warnings.append(f"the model's answer {why}; showing the note sentences that answer best "
                                 f"instead (model said: {gen.text[:120]})")
-            yield from self._extract(run, q, lang, ranked, loaded.name, shown_before=checker.shown)
+            yield from self._extract(run, q, lang, ranked, loaded.name, shown_before=checker.shown,
+                                     incomplete=gen.incomplete, error=gen.error)
             return
         yield ("answer", run.answer(cited.text, cited.citations, False, loaded.name, incomplete=gen.incomplete,
                                     error=gen.error))
 
     def _extract(self, run: "_Run", q: str, lang: str, ranked: Sequence[Any], llm_name: str | None,
-                 shown_before: str = ""):
+                 shown_before: str = "", **kw):
         text = extractive(q, ranked, self.snapshot.embedder)
         cited = cite(text, run.passages, self.snapshot.notes_dir, infer_missing=False) if text else None
         if cited is None or not cited.citations:
-            yield from self._refuse(run, lang, "no note sentence answers the question", llm=llm_name)
+            yield from self._refuse(run, lang, "no note sentence answers the question", llm=llm_name, **kw)
             return
         if not shown_before:
             yield ("token", cited.text)
-        yield ("answer", run.answer(cited.text, cited.citations, False, llm_name or "extractive"))
+        yield ("answer", run.answer(cited.text, cited.citations, False, llm_name or "extractive", **kw))
 
     def _refuse(self, run: "_Run", lang: str, why: str, llm: str | None = None, **kw):
         text = self._refusal_text(lang, run.passages) if run.passages or not run.changed else ""

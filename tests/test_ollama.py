@@ -236,7 +236,9 @@ def test_slow_server_against_a_short_timeout(standin, notes_index):
     ans = qa.ask(QUESTION)
     assert standin.last()["chunks"] >= 1, "no first token within 6 s even with the prompt cached: machine overloaded?"
     assert ans.incomplete and ans.error.startswith("Ollama did not answer within 6 s")
-    assert ans.answer and bare(ans.answer) in bare(standin.last()["content"])
+    # what came in time is kept only as far as it checks; else the best note sentence answers
+    assert ans.answer and ans.citations
+    assert bare(ans.answer) in bare(standin.last()["content"]) or any("instead" in w for w in ans.warnings)
 
 
 def test_stream_cut_midway_shows_the_partial_answer(standin, notes_index):
@@ -246,7 +248,9 @@ def test_stream_cut_midway_shows_the_partial_answer(standin, notes_index):
     rec = standin.last()
     assert rec["cut"] and rec["chunks"] == 3 and not rec["done"]
     assert p.returncode == 0, p.stderr
-    assert p.stdout.startswith(rec["content"])  # every word the server sent was shown
+    # what came was shown only as far as it checks: the partial words, or the best note sentence
+    shown = p.stdout.split("\nSources:")[0].strip()
+    assert shown and (bare(shown) in bare(rec["content"]) or "[1]" in shown), p.stdout
     assert "(answer incomplete)" in p.stderr and "was lost while answering" in p.stderr
     # in the JSON contract
     standin.reset()
