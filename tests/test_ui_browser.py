@@ -106,6 +106,16 @@ def ask(pg, question: str) -> tuple[str, list[str]]:
     raise AssertionError(f"no answer to {question!r} within {ANSWER_TIMEOUT} s; saw {seen[-3:]}")
 
 
+def settled_sources(pg, timeout: float = 15.0) -> str:
+    """The Sources panel once Gradio's transient "processing" overlay has gone."""
+    deadline = time.time() + timeout
+    src = sources_text(pg)
+    while "processing" in src and time.time() < deadline:
+        time.sleep(0.1)
+        src = sources_text(pg)
+    return src
+
+
 NOTE_VIEW = "() => document.querySelector('#na-note .na-head, #na-note .na-refused')?.innerText || ''"
 
 
@@ -128,7 +138,7 @@ def test_chinese_question_streams_an_answer_that_cites_the_note(page):
     partial = [s for s in seen[:-1] if s.strip() and s.strip() != "…"]
     assert len(set(partial)) >= 2, seen  # the answer grew in place, token by token
     assert "Traceback" not in final and "⚠️" not in final
-    src = sources_text(page)
+    src = settled_sources(page)
     assert "深度学习/transformer.md" in src
     markers = sorted(set(re.findall(r"\[(\d+)\]", final.split("Sources:")[0])))
     if markers:  # every [n] in the answer is a numbered source naming the file
