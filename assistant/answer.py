@@ -11,27 +11,14 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable, Iterator, Sequence
 
-from ingest.keywords import content_terms
+from ingest.keywords import content_terms, text_language
 
 from .retrieve import Passage
 
 _CJK = re.compile(r"[\u3400-\u9fff]")
-_ASCII_WORD = re.compile(r"[A-Za-z]+")
-
-
-def _language(text: str, neither: str) -> str:
-    """``zh`` when CJK characters are at least as many as English words, else ``en``;
-    ``neither`` when the text has no letters of either kind."""
-    cjk = len(_CJK.findall(text))
-    words = len(_ASCII_WORD.findall(text))
-    if not cjk and not words:
-        return neither
-    return "zh" if cjk >= words else "en"
-
-
 def question_language(question: str) -> str:
     """``zh`` when the question is mostly Chinese, else ``en``."""
-    return _language(question, "en")
+    return text_language(question, "en")
 
 
 @lru_cache(maxsize=64)
@@ -87,7 +74,7 @@ def evidence(question: str, passages: Sequence[Passage], settings: Any, lang: st
 
 
 def passage_language(text: str) -> str:
-    return _language(text, "zh")
+    return text_language(text, "zh")
 
 
 def _other_language(lang: str, passage: str) -> bool:

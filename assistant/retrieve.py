@@ -31,7 +31,7 @@ from ingest.index import (
     load_snapshot_vectors,
     notes_folder,
 )
-from ingest.keywords import char_ngrams, text_language as question_language, tokenize, translate_terms
+from ingest.keywords import char_ngrams, text_language, tokenize, translate_terms
 
 from .errors import IndexMismatchError, NoIndexError
 
@@ -196,8 +196,6 @@ class IndexSnapshot:
     def language(self) -> str:
         """``zh`` or ``en``: the language most of the notes' prose is written in."""
         if self._language is None:
-            from ingest.keywords import text_language
-
             prose = [c.clean or c.text for c in self.chunks if c.kind != "code"]
             self._language = text_language("".join(prose[:: max(1, len(prose) // 400)]))
         return self._language
@@ -373,7 +371,7 @@ class HybridRetriever(BaseRetriever):
         bundle = QueryBundle(query)
         s = self.settings
         keywords = bundle
-        if s.term_expansion and question_language(query) != self.snap.language:
+        if s.term_expansion and text_language(query) != self.snap.language:
             extra = translate_terms(query, self.snap.terms)
             if extra:
                 keywords = QueryBundle(f"{query} {extra}")

@@ -119,13 +119,6 @@ def measure(search, cases, notes: Path, notes_lang: str) -> dict:
     return out
 
 
-def notes_language(snap) -> str:
-    from assistant.answer import question_language
-
-    sample = "".join(c.text for c in snap.chunks[:: max(1, len(snap.chunks) // 200)])
-    return question_language(sample)
-
-
 _WORD_INDEX: dict[tuple[int, bool], object] = {}
 
 
@@ -190,7 +183,7 @@ def main() -> int:
             summary = run_ingest(s, notes)
             ingest_s = time.perf_counter() - t
             qa = NotesAssistant(s, notes_dir=notes)
-            lang = notes_language(qa.snapshot)
+            lang = qa.snapshot.language
             for name in args.variants.split(","):
                 r = measure(make_search(qa, VARIANTS[name]), cases, notes, lang)
                 row = {"suite": suite_path.stem, "part": args.part, "chunk_chars": size, "variant": name,

@@ -201,9 +201,16 @@ def translate_terms(question: str, table: dict[str, set[str]]) -> str:
     return " ".join(dict.fromkeys(extra))
 
 
+_HAN = re.compile(r"[\u3400-\u9fff]")
 _ASCII_WORD = re.compile(r"[A-Za-z]+")
 
 
-def text_language(text: str) -> str:
-    """``zh`` when CJK characters are at least as many as English words, else ``en``."""
-    return "zh" if len(_CJK.findall(text)) >= max(1, len(_ASCII_WORD.findall(text))) else "en"
+def text_language(text: str, neither: str = "en") -> str:
+    """``zh`` when CJK characters are at least as many as English words, else ``en``;
+    ``neither`` when the text has no letters of either kind. The one language rule, for
+    questions, passages and whole notes folders alike."""
+    cjk = len(_HAN.findall(text))
+    words = len(_ASCII_WORD.findall(text))
+    if not cjk and not words:
+        return neither
+    return "zh" if cjk >= words else "en"
