@@ -156,8 +156,8 @@ def bilingual_terms(texts) -> dict[str, set[str]]:
     _init()
     table: dict[str, set[str]] = {}
     for text in texts:
-        if "（" not in text and "(" not in text:
-            continue
+        if ("（" not in text and "(" not in text) or not _CJK.search(text):
+            continue  # a pair needs a bracket and some Chinese: English notes cost nothing here
         text = _EMPHASIS.sub("", text)  # "*词元*（token）": Markdown emphasis around the term
         for m in _ZH_THEN_EN.finditer(text):
             zh_run, en = m.group(1), " ".join(m.group(2).lower().split())
