@@ -207,20 +207,26 @@ class NotesAssistant:
             return f"{last_q} {question}"
         return out
 
-    def answer_style(self) -> str:
+    def answer_style(self, question_lang: str | None = None) -> str:
         """How answers are made: ``extract`` (the best note sentences, no model), ``phrase``
         (the model rewords the few best sentences) or ``passages`` (the model reads whole
-        passages). ``auto`` follows the model, as measured (benchmarks/README.md)."""
+        passages). ``auto`` follows the model, as measured (benchmarks/README.md), and a
+        question in the other language than the notes (``question_lang``) is written by the
+        model: quoting a note sentence answers it in the wrong language, and e5 ranks the
+        sentences of the other language low (the quote stays the fallback)."""
         style = self.settings.answer_style
         if style != "auto":
             return style
         if self._llm is not None:
             name = self._llm.name
         else:
-            from .models import describe_llm
+            from .models import resolve_llm  # what would answer, without loading it
 
-            name = describe_llm(self.settings).get("answering", "")
-        return style_for_model(name)
+            name = resolve_llm(self.settings, probe=False).name
+        style = style_for_model(name)
+        if style == "extract" and question_lang is not None and question_lang != self.snapshot.language:
+            return "passages"
+        return style
 
     def ask(self, question: str, top_k: int | None = None, history: Sequence[tuple[str, str]] = (),
             on_token: Callable[[str], None] | None = None) -> Answer:
@@ -271,16 +277,12 @@ class NotesAssistant:
         if not ev.enough:
             yield from self._refuse(run, lang, f"evidence gate: {ev.reason}")
             return
-        style = self.answer_style()
-        if style == "extract" and self.settings.answer_style == "auto" and lang != self.snapshot.language:
-            # a question in the other language than the notes: quoting a note sentence answers
-            # it in the wrong language, and e5 ranks the sentences of the other language low;
-            # the model writes (over the passages), checked, with the quote as the fallback
-            style = "passages"
+        style = self.answer_style(lang)
         # sentences of the retrieved passages themselves (not the merged prompt passages): each
-        # [n] of an extractive answer is a retrieved passage, cited against ``passages``
-        ranked = rank_sentences(q, passages, self.snapshot.embedder, limit=self.settings.prompt_passages)
-        best = ranked[: self.settings.evidence_sentences]
+        # [n] of an extractive answer is a retrieved passage, cited against ``passages``.
+        # The passages style needs them only if the model's answer does not check.
+        ranked = self._ranked(q, passages) if style != "passages" else None
+        best = ranked[: self.settings.evidence_sentences] if ranked is not None else []
         yield ("planned", {"style": style, "sentences": best})
         if style == "extract" and (not best or not answers(q, best[0])):
             why = "no sentence holds what the question asks for" if best else "no sentence to answer from"
@@ -294,22 +296,24 @@ class NotesAssistant:
         except UserError as exc:
             yield ("answer", run.answer("", [], False, None, error=str(exc)))
             return
+        asked = q if lang == question_language(q) else question  # in the language the answer is written in
         if style == "phrase":
-            messages = build_sentence_prompt(q if lang == question_language(q) else question, best,
-                                             self.settings, lang)
+            messages = build_sentence_prompt(asked, best, self.settings, lang)
             shown = passages
         else:
             context = prompt_passages(passages, self.snapshot.sections, self.settings, q)
-            plan = build_prompt(q if lang == question_language(q) else question, context, self.settings, lang,
-                                loaded.count_tokens, loaded.context_window)
+            plan = build_prompt(asked, context, self.settings, lang, loaded.count_tokens, loaded.context_window)
             if plan.dropped_for_window:
                 run.warnings.append(f"{plan.dropped_for_window} lower-ranked passage(s) left out to fit the "
                                     f"{loaded.context_window}-token context window")
             messages, shown = plan.messages, plan.passages
         yield from self._generate(run, q, lang, loaded, messages, shown, ranked)
 
+    def _ranked(self, q: str, passages: Sequence[Passage]) -> list[Any]:
+        return rank_sentences(q, passages, self.snapshot.embedder, limit=self.settings.prompt_passages)
+
     def _generate(self, run: "_Run", q: str, lang: str, loaded: Any, messages: list[Any],
-                  shown: Sequence[Passage], ranked: Sequence[Any]):
+                  shown: Sequence[Passage], ranked: Sequence[Any] | None):
         """Stream the model's answer sentence by sentence, each shown only once it checks."""
         t2 = time.perf_counter()
         tokens = TokenStream(loaded.llm, messages)
@@ -347,6 +351,8 @@ class NotesAssistant:
             why = "restated the question" if echo else "could not be checked against the notes"
             run.warnings.append(f"the model's answer {why}; showing the note sentences that answer best "
                                 f"instead (model said: {gen.text[:120]})")
+            if ranked is None:
+                ranked = self._ranked(q, run.passages)
             yield from self._extract(run, q, lang, ranked, loaded.name, shown_before=checker.shown,
                                      incomplete=gen.incomplete, error=gen.error)
             return
