@@ -205,7 +205,7 @@ class SentenceChecker:
         self.passages = passages
         self.notes_dir = notes_dir
         self.buf = ""
-        self.kept: list[str] = []
+        self.citations: dict[int, Citation] = {}  # of the sentences shown; the first sentence's [n] stands
         self.shown = ""
         self.dropped: list[str] = []
 
@@ -230,14 +230,16 @@ class SentenceChecker:
         self.dropped.extend(c.dropped)
         if not c.citations:
             return None
-        self.kept.append(sentence)
+        for cit in c.citations:
+            self.citations.setdefault(cit.n, cit)
         text = (" " if self.shown and not _CJK.search(self.shown[-1:]) else "") + c.text
         self.shown += text
         return text
 
     def answer(self) -> CitedAnswer:
-        whole = cite("".join(self.kept), self.passages, self.notes_dir)
-        return CitedAnswer(whole.text, whole.citations, self.dropped)
+        """What was shown, with the citations each sentence was checked with (the files are
+        not read again)."""
+        return CitedAnswer(self.shown.strip(), [self.citations[n] for n in sorted(self.citations)], self.dropped)
 
 
 def cite(answer: str, passages: Sequence, notes_dir: Path, infer_missing: bool = True) -> CitedAnswer:
