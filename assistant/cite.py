@@ -104,12 +104,12 @@ def _best_quote(answer_sentence: str, chunk_text: str) -> str:
     if not spans:
         return chunk_text.strip()
     best, best_s = None, -1.0
-    numbers = set(re.findall(r"\d+(?:\.\d+)?", answer_sentence))
+    numbers = set(_NUMBER.findall(answer_sentence))
     for s, e in spans:
         piece = chunk_text[s:e].strip()
         sc = support(answer_sentence, piece) if piece else -1
         if piece and numbers:  # a stated number is the strongest sign of where a claim comes from
-            sc += len(numbers & set(re.findall(r"\d+(?:\.\d+)?", piece))) / len(numbers)
+            sc += len(numbers & set(_NUMBER.findall(piece))) / len(numbers)
         if sc > best_s:
             best, best_s = piece, sc
     return best or chunk_text.strip()
@@ -136,9 +136,9 @@ def _locate(notes_dir: Path, file: str, line_start: int, line_end: int, quote: s
 
 
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
-
-
 _NAME = re.compile(r"\b[A-Za-z]*[A-Z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)*\b")
+_LATIN_WORD = re.compile(r"[A-Za-z0-9\-]+")
+SUBJECT_MIN = 0.2  # share of a figure-stating sentence's other terms that its passage sentence must hold
 
 
 def claim_holds(sentence: str, chunk_text: str) -> bool:
@@ -161,21 +161,18 @@ def claim_holds(sentence: str, chunk_text: str) -> bool:
         if not numbers <= set(_NUMBER.findall(piece)):
             continue
         if names:
-            words = {w.lower() for w in re.findall(r"[A-Za-z0-9\-]+", piece)}
+            words = {w.lower() for w in _LATIN_WORD.findall(piece)}
             if names <= words:
                 return True
             # a figure whose sentence names nobody may belong to the name of the sentence before
             # ("MAE … 。包括 … 掩码率(75%)。"); one that names another ("BERT … 15%") may not
             if i and not {n.lower() for n in _NAME.findall(piece) if len(n) > 1} - names:
                 before = flat[spans[i - 1][0]:spans[i - 1][1]]
-                if names <= words | {w.lower() for w in re.findall(r"[A-Za-z0-9\-]+", before)}:
+                if names <= words | {w.lower() for w in _LATIN_WORD.findall(before)}:
                     return True
         elif not terms(rest) or support(rest, piece) >= SUBJECT_MIN:
             return True
     return False
-
-
-SUBJECT_MIN = 0.2  # share of a figure-stating sentence's other terms that its passage sentence must hold
 
 
 ECHO_NOVELTY = 0.3  # an answer with fewer new terms than this share of its own restates the question

@@ -1,8 +1,8 @@
 """From ranked evidence sentences to a short answer, or to an honest refusal.
 
 The extractive answer is the best sentence, cut to the clause that answers when it is
-long (no paste over ``MAX_CLAIM_CHARS``),  and the second best beside it; each ends with the ``[n]`` of its passage, so ``cite()`` checks and locates it
-like any model answer.
+long (no paste over ``MAX_CLAIM_CHARS``), and the second best beside it; each ends with
+the ``[n]`` of its passage, so ``cite()`` checks and locates it like any model answer.
 
 A near miss (the notes discuss the topic, not the detail asked) is refused when the best
 sentence does not hold the kind of thing the question asks for (a number for 多少 / how
@@ -33,7 +33,7 @@ def trim(sentence: str, question: str, limit: int = MAX_CLAIM_CHARS, embedder: A
     """``sentence`` when it fits in ``limit`` characters; else the run of its clauses (a
     verbatim substring) that holds the most of the question's terms and of the answer
     type asked for, within the limit."""
-    text = " ".join(sentence.split()) if not re.search(r"[\u3400-\u9fff]", sentence) else sentence.strip()
+    text = " ".join(sentence.split()) if not _CJK.search(sentence) else sentence.strip()
     if len(text) <= limit:
         return text
     cuts = [0] + [m.end() for m in _CLAUSE_END.finditer(text) if 0 < m.end() < len(text)] + [len(text)]
@@ -57,7 +57,7 @@ def trim(sentence: str, question: str, limit: int = MAX_CLAIM_CHARS, embedder: A
             best, best_score = piece, score
     if not best:  # one clause longer than the limit: cut it at a word or character
         best = text[:limit]
-        if not re.search(r"[\u3400-\u9fff]", best):
+        if not _CJK.search(best):
             best = best.rsplit(" ", 1)[0]
     return best
 
@@ -85,5 +85,5 @@ def extractive(question: str, ranked: Sequence[Sentence], embedder: Any = None,
         claim = trim(s.one_line, question, embedder=embedder).rstrip().rstrip("，,;；:：、")
         end = claim[-1:] if claim[-1:] in "。！？!?.;；" else ""
         body = claim[:-1] if end else claim
-        parts.append(f"{body} [{s.n}]{end or ('。' if re.search(r'[一-鿿]', body) else '.')}")
+        parts.append(f"{body} [{s.n}]{end or ('。' if _CJK.search(body) else '.')}")
     return " ".join(parts)
