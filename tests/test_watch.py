@@ -82,6 +82,16 @@ def folder(tmp_path):
     return notes
 
 
+
+def paused_watcher(folder: Path, data: Path) -> "Watcher":
+    """A watcher whose first update has stopped right before its manifest is published."""
+    w = Watcher(["ingest", str(folder), "--watch"], data, NOTES_ASSISTANT_TEST_PAUSE_AT="before-manifest")
+    end = time.monotonic() + 120
+    while not any("paused at before-manifest" in e for e in w.err):
+        assert time.monotonic() < end and w.p.poll() is None, w.err
+        time.sleep(0.1)
+    return w
+
 def test_ingest_watch_follows_real_changes(folder, tmp_path):
     data = tmp_path / "data"
     w = Watcher(["ingest", str(folder), "--watch"], data)
@@ -186,11 +196,7 @@ def test_watcher_killed_mid_update_loses_nothing(folder, tmp_path):
     w.p.wait()
     # the next watcher stops right before its update would be published; it is killed there
     (folder / "warmup.md").write_text(NOTE, encoding="utf-8")
-    w = Watcher(["ingest", str(folder), "--watch"], data, NOTES_ASSISTANT_TEST_PAUSE_AT="before-manifest")
-    end = time.monotonic() + 120
-    while not any("paused at before-manifest" in e for e in w.err):
-        assert time.monotonic() < end and w.p.poll() is None, w.err
-        time.sleep(0.1)
+    w = paused_watcher(folder, data)
     w.p.kill()
     w.p.wait()
     assert manifest(data, folder).snapshot == before.snapshot  # the old index is still whole and in force
@@ -254,11 +260,7 @@ def test_ctrl_c_mid_update_ends_cleanly(folder, tmp_path):
     assert w.stop() == 0
     before = manifest(data, folder).snapshot
     (folder / "warmup.md").write_text(NOTE, encoding="utf-8")
-    w = Watcher(["ingest", str(folder), "--watch"], data, NOTES_ASSISTANT_TEST_PAUSE_AT="before-manifest")
-    end = time.monotonic() + 120
-    while not any("paused at before-manifest" in e for e in w.err):
-        assert time.monotonic() < end and w.p.poll() is None, w.err
-        time.sleep(0.1)
+    w = paused_watcher(folder, data)
     w.p.send_signal(signal.SIGINT)
     assert w.p.wait(30) == 0, w.err
     time.sleep(0.2)  # the stderr reader gets the last lines
