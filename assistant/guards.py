@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import weakref
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -92,3 +93,47 @@ def nothing_to_look_up(question: str) -> bool:
     cover this", not sentences that merely sit near it in embedding space."""
     rest = _COMMAND.sub(" ", _MATH.sub(" ", question or ""))
     return not (_CJK.search(rest) or _WORD.search(rest))
+
+
+# --- a question about a name the notes never mention --------------------------------
+
+# A name is a word people do not paraphrase: CamelCase (AlexNet, WikiText), capitals
+# (ONNX, BERT) or letters with digits (GPT-2, YOLOv5, float16). Written-out words are not
+# names: a student paraphrases them, and a paraphrase is rarely in the notes verbatim.
+_NAME = re.compile(r"(?<![A-Za-z0-9])(?:[A-Za-z]*[A-Z][A-Za-z]*[a-z][A-Za-z]*[A-Z][A-Za-z0-9\-]*"
+                   r"|[A-Z]{2,}[A-Za-z0-9\-]*|[A-Za-z]+-?\d+[A-Za-z0-9\-]*)(?![A-Za-z0-9])")
+_NOT_ALNUM = re.compile(r"[^a-z0-9]+")
+_FOLDED: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
+
+
+def _fold(text: str) -> str:
+    """Lower case, letters and digits only: ``GPT-2``, ``gpt2`` and ``$\\mathrm{GPT}_2$`` meet."""
+    return _NOT_ALNUM.sub("", text.lower())
+
+
+def question_names(question: str) -> list[str]:
+    """The names the question uses (three capitals or fewer alone, such as CNN or GRU, are
+    left out: notes often spell such an acronym out in their own language)."""
+    out = []
+    for m in _NAME.finditer(question or ""):
+        name = m.group(0).strip("-")
+        if len(_fold(name)) < 3 or (name.isalpha() and name.isupper() and len(name) <= 3):
+            continue
+        out.append(name)
+    return list(dict.fromkeys(out))
+
+
+def unknown_names(question: str, snapshot: Any) -> list[str]:
+    """The names of the question that stand nowhere in the indexed notes (text, code and
+    headings, compared without case, spaces or punctuation). A question about AlexNet over
+    notes that never write "AlexNet" is a near miss, however close its other words are: the
+    notes discuss the topic, not the thing asked. Measured on every suite (benchmarks/README.md,
+    "Refusals"): no answerable question names something its notes never write."""
+    names = question_names(question)
+    if not names:
+        return []
+    folded = _FOLDED.get(snapshot)
+    if folded is None:
+        folded = "\x00".join(_fold(f"{c.heading_path}\n{c.text}") for c in snapshot.chunks)
+        _FOLDED[snapshot] = folded
+    return [n for n in names if _fold(n) not in folded]

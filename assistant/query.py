@@ -25,7 +25,7 @@ from .compose import answers, extractive
 from .sentences import rank_sentences
 from .context import prompt_passages
 from .errors import LLMUnavailableError, UserError
-from .guards import drop_stale, inside_only, nothing_to_look_up
+from .guards import drop_stale, inside_only, nothing_to_look_up, unknown_names
 from .retrieve import HybridRetriever, IndexSnapshot, Passage
 
 if TYPE_CHECKING:
@@ -273,9 +273,12 @@ class NotesAssistant:
         ev = evidence(q, passages, self.settings, lang)
         if ev.enough and nothing_to_look_up(q):  # emoji, symbols or a formula only
             ev = Evidence(False, ev.overlap, ev.similarity, "the question has no word to look up")
+        unknown = unknown_names(q, self.snapshot) if ev.enough else []
+        if unknown:  # a near miss: the notes discuss the topic, never the thing named
+            ev = Evidence(False, ev.overlap, ev.similarity, f"the notes never mention {', '.join(unknown)}")
         yield ("gated", ev)
         if not ev.enough:
-            yield from self._refuse(run, lang, f"evidence gate: {ev.reason}")
+            yield from self._refuse(run, lang, f"evidence gate: {ev.reason}", unknown=unknown)
             return
         style = self.answer_style(lang)
         # sentences of the retrieved passages themselves (not the merged prompt passages): each
@@ -370,8 +373,11 @@ class NotesAssistant:
             yield ("token", cited.text)
         yield ("answer", run.answer(cited.text, cited.citations, False, llm_name or "extractive", **kw))
 
-    def _refuse(self, run: "_Run", lang: str, why: str, llm: str | None = None, **kw):
+    def _refuse(self, run: "_Run", lang: str, why: str, llm: str | None = None, unknown: Sequence[str] = (),
+                **kw):
         text = self._refusal_text(lang, run.passages) if run.passages or not run.changed else ""
+        if unknown:  # say what the notes lack, then where they come closest
+            text = prompt(self.settings, "unknown", lang).strip().format(names=", ".join(unknown)) + "\n" + text
         if run.changed:  # the notes that would answer changed since the ingest: say so
             text = f"{text}\n{run.changed}".strip()
         yield ("token", text)

@@ -1,0 +1,50 @@
+"""A question about a name the notes never write is refused, whatever else it shares with
+them; names the notes do write (in any case or punctuation) never cause a refusal.
+
+Real ingest of the sample notes, real retrieval and the real answer path (extractive: no
+model runs)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from assistant.guards import question_names, unknown_names
+
+
+def test_names_are_what_a_student_would_not_paraphrase():
+    assert question_names("AlexNet 用了几块 GPU？在 WikiText-103 上呢？") == ["AlexNet", "WikiText-103"]
+    assert question_names("What did YOLOv5 change compared with YOLOv3, and float16?") == ["YOLOv5", "YOLOv3",
+                                                                                           "float16"]
+    # short acronyms and ordinary words are not names: notes may spell them out
+    assert question_names("What does a CNN learn about the attention weights?") == []
+
+
+def test_a_name_written_anywhere_in_the_notes_counts_as_known(examples_index):
+    snap = examples_index.qa.snapshot
+    text = "\n".join(c.text for c in snap.chunks)
+    written = [m.group(0) for m in re.finditer(r"[A-Z][a-z]+[A-Z][A-Za-z]+", text)]
+    assert written, "the sample notes write CamelCase names"
+    for name in written:
+        # the same name in capitals, or with a hyphen inside, is still the notes' name
+        assert unknown_names(f"{name.upper()} 是什么？", snap) == []
+        assert unknown_names(f"What is {name[:2]}-{name[2:]}?", snap) == []
+    assert unknown_names("Transformer 和 ZorbNet-7 的注意力有什么不同？", snap) == ["ZorbNet-7"]
+
+
+@pytest.mark.parametrize("question,lang_word", [
+    ("Transformer 的多头注意力和 ZorbNet-7 的相比，头数是多少？", "笔记里没有提到"),
+    ("How many attention heads does ZorbNet-7 use in its Transformer?", "never mention"),
+])
+def test_a_near_miss_on_an_unknown_name_is_refused_in_the_question_language(examples_index, question, lang_word):
+    a = examples_index.qa.ask(question)
+    assert a.refused, a.answer
+    assert lang_word in a.answer and "ZorbNet-7" in a.answer
+    assert a.citations == []
+
+
+def test_the_same_question_without_the_unknown_name_is_answered(examples_index):
+    a = examples_index.qa.ask("Transformer 的缩放点积注意力为什么要除以根号 d_k？")
+    assert not a.refused, a.answer
+    assert a.citations
