@@ -479,6 +479,28 @@ def test_refusals_and_aggregates(dup_notes):
     assert m["hit_at_5"] == 0.0 and m["violations"] == 0.5 and m["citation_validity"] is None
 
 
+def test_pasted_answers_are_long_verbatim_note_spans(tmp_path):
+    from assistant.eval.grade import PASTE_CHARS, pasted
+
+    d = tmp_path / "notes"
+    d.mkdir()
+    long_sentence = "卷积层" + "，".join(f"第{i}个通道的输入与核做互相关运算" for i in range(12)) + "。"
+    assert len(long_sentence) > PASTE_CHARS
+    (d / "long.md").write_text("# 卷积\n\n" + long_sentence + "\n", encoding="utf-8")
+    notes = NoteFiles(d)
+    case = Case("p", "卷积层怎么算？", "fact", ["long.md"], [["互相关"]], [], ["互相关运算"], "互相关")
+    cit = [_cit(1, "long.md", 3, 3, long_sentence)]
+    g = grade(case, {"answer": long_sentence + "[1]", "refused": False, "citations": cit, "sources": []}, notes)
+    assert g["pasted"] is True
+    short = long_sentence[:PASTE_CHARS - 10]
+    g = grade(case, {"answer": short + "[1]。", "refused": False, "citations": cit, "sources": []}, notes)
+    assert g["pasted"] is False
+    # as long, but not the notes' text (a model's own sentence) is not a paste
+    own = "模型" * (PASTE_CHARS // 2 + 5)
+    assert not pasted(own + "[1]", [long_sentence])
+    assert aggregate([(case, g)])["pasted"] == 0.0
+
+
 def test_gate_thresholds_and_baseline():
     metrics = {"hit_at_5": 0.9, "mrr": 0.7, "false_refusal": 0.2, "coverage": None}
     fails = check_thresholds(metrics, {"hit_at_5": 0.95, "mrr": 0.7, "false_refusal_max": 0.1, "coverage": 0.5})

@@ -42,6 +42,20 @@ def facts_found(answer: str, facts: Sequence[Sequence[str]]) -> list[bool]:
     return [any(matches(alt, a) for alt in fact) for fact in facts]
 
 
+PASTE_CHARS = 120  # the issue's line: no verbatim note span over 120 characters in an answer
+
+
+def pasted(answer: str, note_texts: Iterable[str]) -> bool:
+    """Is a piece of the answer (the text between two ``[n]`` markers) a verbatim note span
+    of over ``PASTE_CHARS`` characters? Compared normalized (case, width, whitespace)."""
+    pieces = [normalize(p) for p in _MARKER.split(answer or "")]
+    long = [p.strip("。.，,；;") for p in pieces if len(p) > PASTE_CHARS]
+    if not long:
+        return False
+    texts = [normalize(t) for t in note_texts if t]
+    return any(p in t for p in long for t in texts)
+
+
 def forbidden_found(answer: str, forbidden: Sequence[str]) -> list[str]:
     a = normalize(strip_markers(answer))
     return [f for f in forbidden if matches(f, a)]
@@ -138,6 +152,9 @@ def grade(case: Case, result: dict, notes: NoteFiles) -> dict[str, Any]:
     else:
         g["refusal_correct"] = g["refused"]
     g["violations"] = forbidden_found(result.get("answer", ""), case.must_not_include) if not g["refused"] else []
+    if answered:
+        files = dict.fromkeys([c["file"] for c in cits] + list(case.sources))
+        g["pasted"] = pasted(result.get("answer", ""), (notes.text(f) or "" for f in files))
     return g
 
 
@@ -165,6 +182,7 @@ def aggregate(rows: Sequence[tuple[Case, dict]]) -> dict[str, Any]:
     m["coverage"] = _mean(g["coverage"] for _, g in ans)
     m["violations"] = _mean(bool(g["violations"]) for c, g in rows if c.must_not_include) if any(
         c.must_not_include for c, _ in rows) else None
+    m["pasted"] = _mean(g["pasted"] for _, g in rows if "pasted" in g)
     m["refusal_accuracy"] = _mean(g["refusal_correct"] for _, g in una)
     m["false_refusal"] = _mean(g["false_refusal"] for _, g in ans)
     m["errors"] = _mean(g["error"] for _, g in rows)

@@ -13,6 +13,7 @@ METRICS: list[tuple[str, str, bool, bool]] = [
     ("cited", "cited", True, True),
     ("coverage", "coverage", True, True),
     ("violations", "must-not", False, True),
+    ("pasted", "pasted", False, True),
     ("refusal_accuracy", "refusal acc", True, True),
     ("false_refusal", "false ref", False, True),
     ("errors", "errors", False, True),

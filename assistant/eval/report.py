@@ -18,7 +18,7 @@ def _fmt(v: Any) -> str:
 
 
 TABLE_METRICS = ["hit_at_1", "hit_at_5", "mrr", "citation_precision", "citation_recall", "citation_validity",
-                 "cited", "coverage", "violations", "refusal_accuracy", "false_refusal"]
+                 "cited", "coverage", "violations", "pasted", "refusal_accuracy", "false_refusal"]
 LABELS = {m[0]: m[1] for m in METRICS}
 
 
