@@ -15,13 +15,10 @@ from __future__ import annotations
 
 import re
 
-from ingest.split import _sentence_spans
+from ingest.split import sentence_spans
 
 
-# a line that starts a new block, so the line before it ended its sentence
-_BLOCK_START = re.compile(r"^\s*(#{1,6}\s|[*+-]\s|\d+[.)]\s|\$\$|```|~~~|:\w+:|!\[|>|\|)")
 _CJK = re.compile(r"[\u3400-\u9fff，。、；：（）“”]")
-_TERMINAL = set("。！？；!?;:：")
 # What kind of answer a question wants, and the cue a sentence holding such an answer has:
 # the answer-type step of classic extractive QA. A number for "多少 / how many", a reason for
 # "为什么 / why", a name for "叫什么 / called". A sentence with the cue gets a small bonus.
@@ -40,23 +37,8 @@ ANSWER_TYPES = [
 
 def note_sentences(text: str) -> list[tuple[int, int]]:
     """Sentence spans of a passage's verbatim text, with sentences that a line break cut in
-    two joined again (the line ends without a sentence end and the next line is not a new
-    block such as a heading, list item, formula or fence)."""
-    spans = _sentence_spans(text)
-    out: list[list[int]] = []
-    for s, e in spans:
-        piece = text[s:e]
-        if out:
-            prev = text[out[-1][0]:out[-1][1]]
-            body = prev.rstrip()
-            cut_by_line = (prev.endswith("\n") and "\n\n" not in prev[len(body):] and body
-                           and body[-1] not in _TERMINAL and not _BLOCK_START.match(piece)
-                           and not _BLOCK_START.match(prev))
-            if cut_by_line:
-                out[-1][1] = e
-                continue
-        out.append([s, e])
-    return [(s, e) for s, e in out]
+    two joined again (``ingest.split.sentence_spans``: the chunker cuts at the same ends)."""
+    return sentence_spans(text)
 
 
 def answer_cues(question: str) -> list[re.Pattern]:

@@ -70,14 +70,14 @@ def _cover(found: list[bool]) -> float:
 def evaluate(rows: list[dict], weights: dict[str, float]) -> dict:
     from assistant.eval import facts_found
 
-    top1, top2, best3, upper = [], [], [], []
+    top1, top2, top3, best3, upper = [], [], [], [], []
     composed: dict[float, list[float]] = {}
     for r in rows:
         if not r.get("answerable", True):
             continue
         sents = r["sentences"]
         if not sents:
-            top1.append(0.0), top2.append(0.0), best3.append(0.0), upper.append(0.0)
+            top1.append(0.0), top2.append(0.0), top3.append(0.0), best3.append(0.0), upper.append(0.0)
             continue
         ranked = sorted(sents, key=lambda x: -sum(weights.get(k, 0.0) * v for k, v in x["features"].items()))
         top1.append(ranked[0]["cover"])
@@ -87,10 +87,12 @@ def evaluate(rows: list[dict], weights: dict[str, float]) -> dict:
             composed.setdefault(m, []).append(_cover(facts_found(" ".join(parts), r["facts"])))
         joined = " ".join(x["text"] for x in ranked[:2])
         top2.append(_cover(facts_found(joined, r["facts"])))
+        top3.append(_cover(facts_found(" ".join(x["text"] for x in ranked[:3]), r["facts"])))
         best3.append(max(x["cover"] for x in ranked[:3]))
         upper.append(max(x["cover"] for x in sents))
     m = lambda xs: round(statistics.mean(xs), 3) if xs else None  # noqa: E731
-    return {"n": len(top1), "top1": m(top1), "top2": m(top2), "best_of_3": m(best3), "upper": m(upper),
+    return {"n": len(top1), "top1": m(top1), "top2": m(top2), "top3": m(top3), "best_of_3": m(best3),
+            "upper": m(upper),
             **{f"margin{k}": m(v) for k, v in composed.items()}}
 
 
@@ -124,13 +126,14 @@ GRID = {"dense": [1.0], "lexical": [0.0, 0.15, 0.3], "heading": [0.0],
 THRESHOLDS = (-1.0, 0.80, 0.85, 0.90, 0.95, 1.0, 1.05, 1.1, 1.15, 1.2)
 
 
-def fit(rows_by_suite: dict[str, list[dict]]) -> dict[str, float]:
-    """The grid point with the best mean (over suites) top-1 coverage; ties to the simpler."""
+def fit(rows_by_suite: dict[str, list[dict]], objective: str = "top2") -> dict[str, float]:
+    """The grid point with the best mean (over suites) coverage of ``objective`` (top2: the
+    two sentences an answer shows); ties to the simpler."""
     best, best_w = -1.0, None
     keys = list(GRID)
     for values in itertools.product(*(GRID[k] for k in keys)):
         w = dict(zip(keys, values))
-        score = statistics.mean(evaluate(rows, w)["top1"] for rows in rows_by_suite.values() if rows)
+        score = statistics.mean(evaluate(rows, w)[objective] for rows in rows_by_suite.values() if rows)
         simple = sum(1 for v in values if v)
         if score > best + 1e-9 or (abs(score - best) <= 1e-9 and simple < sum(1 for v in best_w.values() if v)):
             best, best_w = score, w
@@ -143,6 +146,7 @@ def main() -> int:
     ap.add_argument("--part", default="tune", choices=["tune", "report", "all"])
     ap.add_argument("--limit", type=int, default=4, help="passages whose sentences are ranked")
     ap.add_argument("--fit", action="store_true")
+    ap.add_argument("--objective", default="top2", choices=["top1", "top2", "top3"], help="what --fit maximises")
     ap.add_argument("--work", type=Path, default=Path("/tmp/notes-assistant-ablation"))
     args = ap.parse_args()
 
@@ -158,7 +162,7 @@ def main() -> int:
             args.work.mkdir(parents=True, exist_ok=True)
             cache.write_text(json.dumps(rows, ensure_ascii=False))
         rows_by_suite[sp.stem] = rows
-    weights = fit(rows_by_suite) if args.fit else WEIGHTS
+    weights = fit(rows_by_suite, args.objective) if args.fit else WEIGHTS
     threshold = -9.0  # the product refuses on the gate and the answer type, not on a score (see --fit)
     if args.fit:
         print("fitted weights:", json.dumps(weights))

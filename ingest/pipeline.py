@@ -61,7 +61,7 @@ class IngestSettings(Protocol):
 EMBED_BATCH = 32
 
 
-SPLITTER_VERSION = 5
+SPLITTER_VERSION = 6
 WRITE_BATCH = 256
 
 

@@ -295,12 +295,38 @@ def _sentence_spans(text: str) -> list[tuple[int, int]]:
     return [s for s in spans if text[s[0] : s[1]].strip()]
 
 
+# a line that starts a new block, so the line before it ended its sentence
+_BLOCK_START = re.compile(r"^\s*(#{1,6}\s|[*+-]\s|\d+[.)]\s|\$\$|```|~~~|:\w+:|!\[|>|\|)")
+_TERMINAL = set("。！？；!?;:：.")
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """Sentence spans of Markdown prose, with sentences that a line break cut in two joined
+    again: notes written one clause per line (common in English and Chinese Markdown) break
+    lines inside sentences. A line ends its sentence when it ends with a sentence mark, or
+    when the next line starts a block (a heading, list item, formula or fence)."""
+    out: list[list[int]] = []
+    for s, e in _sentence_spans(text):
+        piece = text[s:e]
+        if out:
+            prev = text[out[-1][0]:out[-1][1]]
+            body = prev.rstrip()
+            cut_by_line = (prev.endswith("\n") and "\n\n" not in prev[len(body):] and body
+                           and body[-1] not in _TERMINAL and not _BLOCK_START.match(piece)
+                           and not _BLOCK_START.match(prev))
+            if cut_by_line:
+                out[-1][1] = e
+                continue
+        out.append([s, e])
+    return [(s, e) for s, e in out]
+
+
 def _split_long(text: str, max_chars: int) -> list[tuple[int, int]]:
     """Group sentences into pieces of at most ``max_chars`` (a single longer sentence
-    stays whole rather than being cut mid-formula)."""
+    stays whole rather than being cut mid-formula or mid-sentence)."""
     pieces: list[tuple[int, int]] = []
     cur: tuple[int, int] | None = None
-    for s, e in _sentence_spans(text):
+    for s, e in sentence_spans(text):
         if cur is None:
             cur = (s, e)
         elif e - cur[0] <= max_chars:
