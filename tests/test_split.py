@@ -266,6 +266,28 @@ def test_english_sentence_ends_cut_long_lines():
     assert all(c.text.endswith(".") for c in chunks)
 
 
+def test_a_paragraph_written_one_clause_per_line_is_cut_at_sentence_ends():
+    # English (and much Chinese) Markdown breaks lines inside sentences; a long paragraph
+    # must be cut where a sentence ends, never at a line break inside one
+    sentences = [f"Sentence {i} starts here,\nwhile a clause of it runs on\nand ends on line three of it." for i in range(8)]
+    para = "\n".join(sentences)
+    chunks = split_text("# Title\n\n" + para + "\n", "clauses.md", max_chars=150)
+    assert len(chunks) >= 3, "a long paragraph must be cut"
+    for c in chunks:
+        assert c.text.startswith("Sentence "), f"a chunk starts inside a sentence: {c.text[:30]!r}"
+        assert c.text.endswith("of it."), f"a chunk ends inside a sentence: {c.text[-30:]!r}"
+    assert "\n".join(c.text for c in chunks) == para  # nothing lost or repeated
+
+
+def test_answer_sentences_end_at_a_full_stop_at_the_end_of_a_line():
+    from assistant.extract import note_sentences
+
+    text = "The input is $3$ wide,\nso the output is $2$ wide.\nPadding keeps the size.\nStrides shrink it,\nby half.\n"
+    got = [text[s:e].strip() for s, e in note_sentences(text)]
+    assert got == ["The input is $3$ wide,\nso the output is $2$ wide.", "Padding keeps the size.",
+                   "Strides shrink it,\nby half."]
+
+
 def test_decimal_point_is_not_a_sentence_end():
     text = "Adam uses beta1 = 0.9 and beta2 = 0.999 by default and a learning rate of 0.001 " * 3
     chunks = split_text(text.strip(), "dec.txt", max_chars=80)
