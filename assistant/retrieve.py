@@ -375,9 +375,19 @@ class HybridRetriever(BaseRetriever):
             extra = translate_terms(query, self.snap.terms)
             if extra:
                 keywords = QueryBundle(f"{query} {extra}")
+        translated = ""
+        if s.translate_questions and text_language(query) != self.snap.language:
+            from .crosslang import Dictionary  # loaded (~1 s) on the first question that needs it
+
+            translated = Dictionary.packaged().translate(query, self.snap.language)
+            if translated:
+                keywords = QueryBundle(f"{keywords.query_str} {translated}")
         ranked = {name: (r.retrieve(b), w) for name, r, b, w in (
             ("dense", self.dense, bundle, s.vector_weight), ("words", self.keyword, keywords, s.keyword_weight),
             ("chars", self.chars, keywords, s.char_weight)) if w > 0}
+        if translated and s.vector_weight > 0:
+            # the translation embedded too: e5 matches it with the notes' own language
+            ranked["translated"] = (self.dense.retrieve(QueryBundle(translated)), s.vector_weight)
         return fuse(self.snap, ranked, s, k, query)
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:

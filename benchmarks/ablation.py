@@ -33,7 +33,7 @@ CUTOFFS = (1, 3, 5, 10)
 
 # each variant: settings overrides (fusion) and keyword options; "shipped" is the product as it is
 PLAIN = {"char_weight": 0.0, "code_penalty": 0.0, "question_penalty": 1.0, "vector_weight": 1.0,
-         "keyword_weight": 1.0, "term_expansion": False, "stem_english": False}
+         "keyword_weight": 1.0, "term_expansion": False, "stem_english": False, "translate_questions": False}
 VARIANTS: dict[str, dict] = {
     # the plain baseline: prose chunks merged within a section, heading path embedded,
     # code left out, e5 + BM25 over jieba / lower-cased words, plain RRF (k=60)
@@ -43,6 +43,7 @@ VARIANTS: dict[str, dict] = {
     "baseline+exercise.5": {**PLAIN, "question_penalty": 0.5},
     "baseline+code.5": {**PLAIN, "code_penalty": 0.5},
     "baseline+terms": {**PLAIN, "term_expansion": True},
+    "baseline+translate": {**PLAIN, "translate_questions": True},
     "baseline+stem+terms": {**PLAIN, "stem_english": True, "term_expansion": True},
     "dense only": {**PLAIN, "keyword_weight": 0.0},
     "words only": {**PLAIN, "vector_weight": 0.0},
