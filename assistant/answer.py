@@ -6,16 +6,15 @@ language follows the question's.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable, Iterator, Sequence
 
-from ingest.keywords import content_terms, text_language
+from ingest.keywords import content_terms
+from ingest.text import HAN_CHAR, text_language
 
 from .retrieve import Passage
 
-_CJK = re.compile(r"[\u3400-\u9fff]")
 def question_language(question: str) -> str:
     """``zh`` when the question is mostly Chinese, else ``en``."""
     return text_language(question, "en")
@@ -82,7 +81,7 @@ def _other_language(lang: str, passage: str) -> bool:
     Chinese note counts even when English terms, code names or URLs outnumber its Chinese
     characters (a Kaggle section, a BERT table): its wording is still Chinese."""
     if lang == "en":
-        return len(_CJK.findall(passage)) >= 20
+        return len(HAN_CHAR.findall(passage)) >= 20
     return passage_language(passage) == "en"
 
 

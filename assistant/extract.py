@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import re
 
-from ingest.split import _sentence_spans
+from ingest.text import HAN_OR_ZH_PUNCT, sentence_spans
 
 
 # a line that starts a new block, so the line before it ended its sentence
 _BLOCK_START = re.compile(r"^\s*(#{1,6}\s|[*+-]\s|\d+[.)]\s|\$\$|```|~~~|:\w+:|!\[|>|\|)")
-_CJK = re.compile(r"[\u3400-\u9fff，。、；：（）“”]")
 _TERMINAL = set("。！？；!?;:：")
 # What kind of answer a question wants, and the cue a sentence holding such an answer has:
 # the answer-type step of classic extractive QA. A number for "多少 / how many", a reason for
@@ -42,7 +41,7 @@ def note_sentences(text: str) -> list[tuple[int, int]]:
     """Sentence spans of a passage's verbatim text, with sentences that a line break cut in
     two joined again (the line ends without a sentence end and the next line is not a new
     block such as a heading, list item, formula or fence)."""
-    spans = _sentence_spans(text)
+    spans = sentence_spans(text)
     out: list[list[int]] = []
     for s, e in spans:
         piece = text[s:e]
@@ -69,5 +68,5 @@ def one_line(text: str) -> str:
     between two Chinese characters, one space elsewhere."""
     def join(m: re.Match) -> str:
         a, b = m.string[m.start() - 1:m.start()], m.string[m.end():m.end() + 1]
-        return "" if _CJK.match(a) and _CJK.match(b) else " "
+        return "" if HAN_OR_ZH_PUNCT.match(a) and HAN_OR_ZH_PUNCT.match(b) else " "
     return re.sub(r"[ \t]*\n\s*", join, text.strip())

@@ -31,7 +31,8 @@ from ingest.index import (
     load_snapshot_vectors,
     notes_folder,
 )
-from ingest.keywords import char_ngrams, text_language, tokenize, translate_terms
+from ingest.keywords import char_ngrams, tokenize, translate_terms
+from ingest.text import HAN_COMPAT_CHAR, text_language
 
 from .errors import IndexMismatchError, NoIndexError
 
@@ -393,7 +394,6 @@ def asks_about_code(query: str) -> bool:
     return bool(_CODE_WORDS.search(query or ""))
 
 
-_HAS_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _QUESTION_END = re.compile(r"[？?](?=\s|$|[）)\"”])")
 _SENTENCE_END = re.compile(r"[。！!；;]|[？?](?=\s|$|[）)\"”])|(?<!\d)\.(?=\s|$)")
 _ANSWER_MARK = re.compile(r"(^|\n)\s*(答|解|答案|a|answer)\s*[:：]", re.I)
@@ -434,7 +434,7 @@ def fuse(snap: IndexSnapshot, ranked: dict[str, tuple[list[NodeWithScore], float
         # Chinese question about an English note is not pulled towards Chinese passages
         char_w = ranked["chars"][1]
         for rank, h in enumerate(ranked["words"][0]):
-            if not _HAS_CJK.search(snap.by_id[h.node.node_id].embed_text):
+            if not HAN_COMPAT_CHAR.search(snap.by_id[h.node.node_id].embed_text):
                 scores[h.node.node_id] += char_w / (rrf_k + rank + 1)
     sim = {h.node.node_id: float(h.score) for h in ranked.get("dense", ([], 0))[0]}
     kws = {h.node.node_id: float(h.score) for h in ranked.get("words", ([], 0))[0]}

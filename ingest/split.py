@@ -23,6 +23,8 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 
+from .text import HAN_CHAR, sentence_spans
+
 DEFAULT_MAX_CHARS = 400
 MAX_CODE_CHARS = 3000
 
@@ -37,10 +39,6 @@ _IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
 _LINK = re.compile(r"(?<!!)\[([^\]]+)\]\((?:[^)]*)\)")
 _WIKILINK = re.compile(r"\[\[([^\]|#]+)(?:#[^\]|]*)?(?:\|([^\]]+))?\]\]")
 _HTML_TAG = re.compile(r"</?[A-Za-z][^>]{0,200}>")
-_SENT_END = set("。！？；!?;")
-_CJK_CHARS = re.compile(r"[\u3400-\u9fff]")
-_NEW_SENTENCE = re.compile(r"[ \t]+[A-Z][a-z]")
-_BEGIN_ENV = re.compile(r"\\begin\{([A-Za-z]+\*?)\}")
 
 
 @dataclass
@@ -236,71 +234,12 @@ def _units(lines: list[str], markdown: bool) -> list[_Unit]:
 # --- sentences ---------------------------------------------------------------------
 
 
-def _sentence_spans(text: str) -> list[tuple[int, int]]:
-    """Cut points at sentence ends outside math; returns (start, end) offsets."""
-    spans = []
-    start = 0
-    i = 0
-    n = len(text)
-    math_close: str | None = None
-    while i < n:
-        if math_close:
-            if text.startswith(math_close, i):
-                i += len(math_close)
-                math_close = None
-                continue
-            i += 1
-            continue
-        opened = False
-        env = _BEGIN_ENV.match(text, i)
-        if env and text.find(f"\\end{{{env.group(1)}}}", env.end()) != -1:
-            math_close = f"\\end{{{env.group(1)}}}"
-            i = env.end()
-            continue
-        for opener, closer in (("$$", "$$"), ("\\[", "\\]"), ("\\(", "\\)"), ("$", "$")):
-            if not text.startswith(opener, i):
-                continue
-            if opener == "$":
-                # a lone "$" only opens math when it closes on the same line
-                nl = text.find("\n", i + 1)
-                if text.find("$", i + 1, nl if nl != -1 else n) == -1:
-                    break
-            elif text.find(closer, i + len(opener)) == -1:
-                break  # an opener that never closes is not math
-            math_close = closer
-            i += len(opener)
-            opened = True
-            break
-        if opened:
-            continue
-        ch = text[i]
-        end = None
-        if ch in _SENT_END:
-            end = i + 1
-        elif ch == "." and (i + 1 == n or text[i + 1] in " \n") and i > 0 and (
-                not text[i - 1].isdigit() or _NEW_SENTENCE.match(text, i + 1)):
-            end = i + 1  # after a figure too when a new sentence starts ("… = 1e-8. Adam also …")
-        elif ch == "\n":
-            end = i + 1
-        if end is not None:
-            while end < n and text[end] in " \t\n”’\"')）】」":
-                end += 1
-            spans.append((start, end))
-            start = end
-            i = end
-            continue
-        i += 1
-    if start < n:
-        spans.append((start, n))
-    return [s for s in spans if text[s[0] : s[1]].strip()]
-
-
 def _split_long(text: str, max_chars: int) -> list[tuple[int, int]]:
     """Group sentences into pieces of at most ``max_chars`` (a single longer sentence
     stays whole rather than being cut mid-formula)."""
     pieces: list[tuple[int, int]] = []
     cur: tuple[int, int] | None = None
-    for s, e in _sentence_spans(text):
+    for s, e in sentence_spans(text):
         if cur is None:
             cur = (s, e)
         elif e - cur[0] <= max_chars:
@@ -383,7 +322,7 @@ def split_text(text: str, file: str, markdown: bool | None = None, max_chars: in
 
 def _has_content(clean: str) -> bool:
     compact = re.sub(r"\s+", "", clean)
-    return len(compact) >= 12 or bool(re.search(r"\d", compact)) or len(_CJK_CHARS.findall(compact)) >= 4
+    return len(compact) >= 12 or bool(re.search(r"\d", compact)) or len(HAN_CHAR.findall(compact)) >= 4
 
 
 def _split_code(unit: _Unit) -> list[Chunk]:
