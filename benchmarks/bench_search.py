@@ -100,7 +100,7 @@ def measure(folder: Path, data: Path, qs: list[str], embedder) -> dict:
             "max_ms": round(max(lat), 1),
             "parts_p50_ms": {k: round(percentile(v, 50), 1) for k, v in parts.items()},
             "chunks": len(qa.snapshot.chunks),
-            "dense_side": "snapshot vectors" if qa.snapshot.vectors is not None else "Chroma"}
+            "dense_side": qa.snapshot.dense.label}
 
 
 def main(argv=None) -> int:

@@ -26,11 +26,7 @@ THIRD_PARTY_PRIVATE = {
     ("ingest/index.py", "SharedSystemClient._identifier_to_refcount"),
 }
 # cycles owned by work in progress elsewhere: each entry names who removes it. Any other cycle fails.
-KNOWN_CYCLES = {
-    # retrieve.IndexSnapshot.sections imports context.SectionIndex, context imports retrieve.Passage:
-    # the answering/retrieval rewrite (issue 13, item 1) splits them; delete this entry then
-    ("assistant.context", "assistant.retrieve"),
-}
+KNOWN_CYCLES: set[tuple[str, ...]] = set()
 
 
 def _modules() -> dict[str, Path]:
