@@ -20,23 +20,9 @@ from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
 from .errors import IndexMismatchError, NoIndexError, UserError
-from .index import (
-    CHARS_BM25,
-    VECTORS_FILE,
-    CorruptIndexError,
-    Manifest,
-    StoredChunk,
-    char_index_tokens,
-    chroma_client,
-    chroma_errors,
-    collection_name,
-    embedder_id,
-    get_collection,
-    index_dir_for,
-    load_snapshot_chunks,
-    load_snapshot_vectors,
-    notes_folder,
-)
+from .index import (CHARS_BM25, VECTORS_FILE, CorruptIndexError, Manifest, StoredChunk, char_index_tokens, chroma_client,
+                    chroma_errors, collection_name, embedder_id, get_collection, index_dir_for, load_snapshot_chunks,
+                    load_snapshot_vectors, notes_folder)
 from .text import text_language
 
 Hit = tuple[StoredChunk, float]  # a chunk and its score in one ranked list

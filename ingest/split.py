@@ -41,16 +41,11 @@ _WIKILINK = re.compile(r"\[\[([^\]|#]+)(?:#[^\]|]*)?(?:\|([^\]]+))?\]\]")
 _HTML_TAG = re.compile(r"</?[A-Za-z][^>]{0,200}>")
 
 
-@dataclass
-class Chunk:
-    file: str
-    line_start: int
-    line_end: int
-    text: str  # verbatim substring of lines line_start..line_end
-    heading: list[str] = field(default_factory=list)
-    kind: str = "prose"  # prose | code
-    clean: str = ""  # text with layout markup removed (what the LLM reads)
-    section: int = 0  # heading lines before it: two sections of one file may share a heading path
+class HeadedText:
+    """What a chunk, as split or as stored, embeds: its heading path, then its clean text.
+    A chunk with ``embed_headings`` off (``StoredChunk``) embeds the clean text alone."""
+
+    embed_headings = True
 
     @property
     def heading_path(self) -> str:
@@ -60,7 +55,19 @@ class Chunk:
     def embed_text(self) -> str:
         """What is embedded and keyword-indexed: heading path, then the clean text."""
         body = self.clean or self.text
-        return f"{self.heading_path}\n{body}" if self.heading else body
+        return f"{self.heading_path}\n{body}" if self.heading and self.embed_headings else body
+
+
+@dataclass
+class Chunk(HeadedText):
+    file: str
+    line_start: int
+    line_end: int
+    text: str  # verbatim substring of lines line_start..line_end
+    heading: list[str] = field(default_factory=list)
+    kind: str = "prose"  # prose | code
+    clean: str = ""  # text with layout markup removed (what the LLM reads)
+    section: int = 0  # heading lines before it: two sections of one file may share a heading path
 
     @property
     def text_hash(self) -> str:
