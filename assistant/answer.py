@@ -6,16 +6,18 @@ language follows the question's.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
-from ingest.keywords import content_terms, text_language
+from ingest.keywords import content_terms
+from ingest.text import HAN_CHAR, text_language
 
 from .retrieve import Passage
 
-_CJK = re.compile(r"[\u3400-\u9fff]")
+if TYPE_CHECKING:
+    from .settings import Settings
+
 def question_language(question: str) -> str:
     """``zh`` when the question is mostly Chinese, else ``en``."""
     return text_language(question, "en")
@@ -28,11 +30,11 @@ def _read_prompt(prompts_dir: str, name: str) -> str:
     return read_prompt(prompts_dir, name)
 
 
-def prompt(settings: Any, name: str, lang: str) -> str:
+def prompt(settings: Settings, name: str, lang: str) -> str:
     return _read_prompt(str(settings.prompts_dir or ""), f"{name}.{lang}.txt")
 
 
-def refusal_markers(settings: Any) -> list[str]:
+def refusal_markers(settings: Settings) -> list[str]:
     text = _read_prompt(str(settings.prompts_dir or ""), "refusal_markers.txt")
     return [ln.strip().lower() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
 
@@ -47,7 +49,7 @@ class Evidence:
     reason: str
 
 
-def evidence(question: str, passages: Sequence[Passage], settings: Any, lang: str) -> Evidence:
+def evidence(question: str, passages: Sequence[Passage], settings: Settings, lang: str) -> Evidence:
     if not passages:
         return Evidence(False, 0.0, 0.0, "nothing retrieved")
     q_terms = content_terms(question)
@@ -82,7 +84,7 @@ def _other_language(lang: str, passage: str) -> bool:
     Chinese note counts even when English terms, code names or URLs outnumber its Chinese
     characters (a Kaggle section, a BERT table): its wording is still Chinese."""
     if lang == "en":
-        return len(_CJK.findall(passage)) >= 20
+        return len(HAN_CHAR.findall(passage)) >= 20
     return passage_language(passage) == "en"
 
 
@@ -118,7 +120,7 @@ def _shares(sizes: list[int], budget: int) -> list[int]:
     return out
 
 
-def build_prompt(question: str, passages: Sequence[Passage], settings: Any, lang: str,
+def build_prompt(question: str, passages: Sequence[Passage], settings: Settings, lang: str,
                  count_tokens: Callable[[str], int], context_window: int) -> PromptPlan:
     from llama_index.core.llms import ChatMessage, MessageRole
 
@@ -269,7 +271,7 @@ def generate(llm: Any, messages: list[Any], on_token: Callable[[str], None] | No
     return stream.result
 
 
-def build_sentence_prompt(question: str, sentences: Sequence[Any], settings: Any, lang: str) -> list[Any]:
+def build_sentence_prompt(question: str, sentences: Sequence[Any], settings: Settings, lang: str) -> list[Any]:
     """The short prompt of the ``phrase`` style: the few best note sentences, each with the
     ``[n]`` of its passage, and the question; no worked example (small models copy it)."""
     from llama_index.core.llms import ChatMessage, MessageRole
@@ -280,7 +282,7 @@ def build_sentence_prompt(question: str, sentences: Sequence[Any], settings: Any
             ChatMessage(role=MessageRole.USER, content=user)]
 
 
-def is_refusal(text: str, settings: Any) -> bool:
+def is_refusal(text: str, settings: Settings) -> bool:
     low = text.lower()
     head = low[:80]
     return any(m in head for m in refusal_markers(settings))

@@ -16,36 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from ingest.split import _sentence_spans
+from ingest.text import HAN_CHAR, sentence_spans, terms
 
 _MARKER = re.compile(r"\s*[\[【]\s*(\d{1,2}(?:\s*[,，、]\s*\d{1,2})*)\s*[\]】]")
-_CJK = re.compile(r"[\u3400-\u9fff]")
-_ASCII_WORD = re.compile(r"[A-Za-z][A-Za-z0-9\-]+|\d+(?:\.\d+)?")
 SUPPORT_MIN = 0.3
 INFER_MIN = 0.5
-
-_STOP_BIGRAMS = {"可以", "我们", "这个", "一个", "进行", "通过", "使用", "因为", "所以", "就是", "的是", "是一"}
-# English function words: an English answer over Chinese notes shares only its terms (MAE, 75,
-# mask) with the passage, so "of", "during", "is" must not count against its support
-_STOP_WORDS = {"the", "and", "for", "with", "that", "this", "are", "was", "from", "which", "its", "into", "use",
-               "uses", "used", "notes", "note", "passage", "according", "of", "in", "on", "to", "at", "by", "is",
-               "as", "an", "or", "it", "be", "we", "during", "over", "under", "about", "between", "than", "also",
-               "has", "have", "had", "were", "been", "being", "do", "does", "did", "their", "there", "these",
-               "those", "can", "could", "would", "should", "may", "might", "will", "such", "each", "other", "more",
-               "most", "very", "not", "no", "only", "so", "then", "when", "where", "while", "who", "what", "how",
-               "why", "they", "them", "it's", "both", "all", "any", "some", "one"}
-
-
-def terms(text: str) -> set[str]:
-    """CJK character bigrams plus ASCII words: robust to how a model re-segments Chinese."""
-    out: set[str] = set()
-    for run in re.findall(r"[\u3400-\u9fff]+", text):
-        if len(run) == 1:
-            out.add(run)
-        out.update(run[i:i + 2] for i in range(len(run) - 1))
-    out.update(w.lower() for w in _ASCII_WORD.findall(text))
-    return {t for t in out if t not in _STOP_BIGRAMS and t not in _STOP_WORDS}
-
 
 def support(sentence: str, passage: str) -> float:
     a = terms(sentence)
@@ -100,7 +75,7 @@ def split_sentences(answer: str) -> list[str]:
 
 
 def _best_quote(answer_sentence: str, chunk_text: str) -> str:
-    spans = _sentence_spans(chunk_text)
+    spans = sentence_spans(chunk_text)
     if not spans:
         return chunk_text.strip()
     best, best_s = None, -1.0
@@ -155,7 +130,7 @@ def claim_holds(sentence: str, chunk_text: str) -> bool:
     rest = _NUMBER.sub(" ", body)
     names = {n.lower() for n in _NAME.findall(rest) if len(n) > 1}
     flat = re.sub(r"\s*\n\s*", " ", chunk_text)  # a sentence that a line break cut is one sentence
-    spans = _sentence_spans(flat)
+    spans = sentence_spans(flat)
     for i, (s, e) in enumerate(spans):
         piece = flat[s:e]
         if not numbers <= set(_NUMBER.findall(piece)):
@@ -229,7 +204,7 @@ class SentenceChecker:
             return None
         for cit in c.citations:
             self.citations.setdefault(cit.n, cit)
-        text = (" " if self.shown and not _CJK.search(self.shown[-1:]) else "") + c.text
+        text = (" " if self.shown and not HAN_CHAR.search(self.shown[-1:]) else "") + c.text
         self.shown += text
         return text
 

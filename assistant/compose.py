@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 from typing import Any, Sequence
 
+from ingest.text import HAN_CHAR
+
 from .cite import support
 from .extract import ANSWER_TYPES, answer_cues
 from .sentences import Sentence
@@ -25,7 +27,6 @@ MAX_CLAIM_CHARS = 120
 # en 0.62 vs 0.43), and more than a second sentence only when it scores close; a minimum
 # score refused more answerable questions than near misses at every threshold tried
 SENTENCES = 2
-_CJK = re.compile(r"[\u3400-\u9fff]")
 _CLAUSE_END = re.compile(r"(?<=[，；：,;:])\s*|(?<=[。！？!?])\s*")
 
 
@@ -33,7 +34,7 @@ def trim(sentence: str, question: str, limit: int = MAX_CLAIM_CHARS, embedder: A
     """``sentence`` when it fits in ``limit`` characters; else the run of its clauses (a
     verbatim substring) that holds the most of the question's terms and of the answer
     type asked for, within the limit."""
-    text = " ".join(sentence.split()) if not _CJK.search(sentence) else sentence.strip()
+    text = " ".join(sentence.split()) if not HAN_CHAR.search(sentence) else sentence.strip()
     if len(text) <= limit:
         return text
     cuts = [0] + [m.end() for m in _CLAUSE_END.finditer(text) if 0 < m.end() < len(text)] + [len(text)]
@@ -57,7 +58,7 @@ def trim(sentence: str, question: str, limit: int = MAX_CLAIM_CHARS, embedder: A
             best, best_score = piece, score
     if not best:  # one clause longer than the limit: cut it at a word or character
         best = text[:limit]
-        if not _CJK.search(best):
+        if not HAN_CHAR.search(best):
             best = best.rsplit(" ", 1)[0]
     return best
 
@@ -67,7 +68,7 @@ def answers(question: str, s: Sentence) -> bool:
     share at least one of its terms (e5 alone finds *some* sentence close to any question:
     "红烧肉怎么做" reached a formula); a question that asks for a number (多少 / how many)
     needs a sentence with one."""
-    same_script = bool(_CJK.search(question)) == bool(_CJK.search(s.plain))
+    same_script = bool(HAN_CHAR.search(question)) == bool(HAN_CHAR.search(s.plain))
     if same_script and support(question, s.plain) == 0:
         return False
     asks_number, number = ANSWER_TYPES[0]
@@ -85,5 +86,5 @@ def extractive(question: str, ranked: Sequence[Sentence], embedder: Any = None,
         claim = trim(s.one_line, question, embedder=embedder).rstrip().rstrip("，,;；:：、")
         end = claim[-1:] if claim[-1:] in "。！？!?.;；" else ""
         body = claim[:-1] if end else claim
-        parts.append(f"{body} [{s.n}]{end or ('。' if _CJK.search(body) else '.')}")
+        parts.append(f"{body} [{s.n}]{end or ('。' if HAN_CHAR.search(body) else '.')}")
     return " ".join(parts)

@@ -16,15 +16,15 @@ its text stays a verbatim copy of those lines, so citations are checked as befor
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from ingest.index import StoredChunk
+from ingest.snapshot import SectionIndex, part_ids
 
 from .retrieve import Location, Passage, asks_about_code
 
-
-def _same_section(a: StoredChunk, b: StoredChunk) -> bool:
-    return a.file == b.file and a.heading == b.heading and a.section == b.section and a.kind == b.kind
+if TYPE_CHECKING:
+    from .settings import Settings
 
 
 def _join(first: StoredChunk, second: StoredChunk) -> StoredChunk:
@@ -47,33 +47,6 @@ def _join(first: StoredChunk, second: StoredChunk) -> StoredChunk:
                    text_hash=f"{first.text_hash}+{second.text_hash}", tokens=first.tokens + second.tokens)
 
 
-class SectionIndex:
-    """Each chunk's previous and next chunk in its file (file order)."""
-
-    def __init__(self, chunks: Sequence[StoredChunk]):
-        by_file: dict[str, list[StoredChunk]] = {}
-        for c in chunks:
-            by_file.setdefault(c.file, []).append(c)
-        self._prev: dict[str, StoredChunk] = {}
-        self._next: dict[str, StoredChunk] = {}
-        for cs in by_file.values():
-            cs.sort(key=lambda c: (c.line_start, c.line_end))
-            for a, b in zip(cs, cs[1:]):
-                self._next[a.id] = b
-                self._prev[b.id] = a
-
-    def neighbours(self, c: StoredChunk) -> tuple[StoredChunk | None, StoredChunk | None]:
-        """The chunks just before and after ``c`` (its first and last part, when merged)."""
-        ids = _ids(c)
-        prev, nxt = self._prev.get(ids[0]), self._next.get(ids[-1])
-        return (prev if prev is not None and _same_section(prev, c) else None,
-                nxt if nxt is not None and _same_section(nxt, c) else None)
-
-
-def _ids(c: StoredChunk) -> list[str]:
-    return c.id.split("+")
-
-
 def _merge(p: Passage, c: StoredChunk, before: bool) -> Passage:
     """``p`` with the neighbouring chunk ``c`` joined before it (``c`` is its previous chunk)
     or after it. The side is given, not read from line numbers: pieces of one long line
@@ -82,7 +55,7 @@ def _merge(p: Passage, c: StoredChunk, before: bool) -> Passage:
     return replace(p, chunk=chunk, locations=[Location(chunk.file, chunk.line_start, chunk.line_end)], others=[])
 
 
-def prompt_passages(passages: Sequence[Passage], sections: SectionIndex, settings: Any,
+def prompt_passages(passages: Sequence[Passage], sections: SectionIndex, settings: Settings,
                     question: str = "") -> list[Passage]:
     """The passages the prompt holds, in rank order, adjacent chunks of a section merged."""
     n = settings.prompt_passages
@@ -93,7 +66,7 @@ def prompt_passages(passages: Sequence[Passage], sections: SectionIndex, setting
             break
         for i, q in enumerate(chosen):
             prev, nxt = sections.neighbours(q.chunk)
-            touching = [x for x in (prev, nxt) if x is not None and x.id in _ids(p.chunk)]
+            touching = [x for x in (prev, nxt) if x is not None and x.id in part_ids(p.chunk)]
             if touching and len(q.chunk.text) + len(p.chunk.text) <= limit:
                 chosen[i] = _merge(q, p.chunk, before=touching[0] is prev)
                 break
@@ -118,7 +91,7 @@ def prompt_passages(passages: Sequence[Passage], sections: SectionIndex, setting
                 size = len(c.clean or c.text)
                 if size > left or len(chosen[i].chunk.text) + len(c.text) > limit:
                     continue
-                if any(c.id in _ids(q.chunk) for q in chosen):
+                if any(c.id in part_ids(q.chunk) for q in chosen):
                     continue
                 chosen[i] = _merge(chosen[i], c, before)
                 left -= size

@@ -13,7 +13,7 @@ chat and the graded suite call too, so the engine answers exactly as they do.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llama_index.core.base.response.schema import Response
 from llama_index.core.query_engine import CustomQueryEngine
@@ -21,12 +21,15 @@ from llama_index.core.schema import NodeWithScore, TextNode
 
 from .query import NotesAssistant
 
+if TYPE_CHECKING:
+    from .settings import Settings
+
 
 class NotesQueryEngine(CustomQueryEngine):
     assistant: Any  # a NotesAssistant (pydantic cannot validate it: it holds models and locks)
 
     @classmethod
-    def from_settings(cls, settings: Any, **kw: Any) -> "NotesQueryEngine":
+    def from_settings(cls, settings: Settings, **kw: Any) -> "NotesQueryEngine":
         return cls(assistant=NotesAssistant(settings, **kw))
 
     def custom_query(self, query_str: str) -> Response:

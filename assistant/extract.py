@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import re
 
-from ingest.split import sentence_spans
+from ingest.text import HAN_OR_ZH_PUNCT, prose_sentence_spans
 
 
-_CJK = re.compile(r"[\u3400-\u9fff，。、；：（）“”]")
 # What kind of answer a question wants, and the cue a sentence holding such an answer has:
 # the answer-type step of classic extractive QA. A number for "多少 / how many", a reason for
 # "为什么 / why", a name for "叫什么 / called". A sentence with the cue gets a small bonus.
@@ -37,8 +36,8 @@ ANSWER_TYPES = [
 
 def note_sentences(text: str) -> list[tuple[int, int]]:
     """Sentence spans of a passage's verbatim text, with sentences that a line break cut in
-    two joined again (``ingest.split.sentence_spans``: the chunker cuts at the same ends)."""
-    return sentence_spans(text)
+    two joined again (``ingest.text.prose_sentence_spans``: the chunker cuts at the same ends)."""
+    return prose_sentence_spans(text)
 
 
 def answer_cues(question: str) -> list[re.Pattern]:
@@ -51,5 +50,5 @@ def one_line(text: str) -> str:
     between two Chinese characters, one space elsewhere."""
     def join(m: re.Match) -> str:
         a, b = m.string[m.start() - 1:m.start()], m.string[m.end():m.end() + 1]
-        return "" if _CJK.match(a) and _CJK.match(b) else " "
+        return "" if HAN_OR_ZH_PUNCT.match(a) and HAN_OR_ZH_PUNCT.match(b) else " "
     return re.sub(r"[ \t]*\n\s*", join, text.strip())

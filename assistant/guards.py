@@ -12,6 +12,8 @@ import weakref
 from pathlib import Path
 from typing import Any, Sequence
 
+from ingest.text import CJK_SCRIPT_CHAR
+
 
 def _file_state(notes_dir: Path, rel: str, meta: Any) -> str:
     """``"same"`` when note ``rel`` is, on disk now, what the index read (same size and
@@ -84,7 +86,6 @@ def drop_stale(passages: Sequence[Any], snapshot: Any) -> tuple[list[Any], list[
 _MATH = re.compile(r"\$\$.*?\$\$|\$[^$]*\$|\\\(.*?\\\)|\\\[.*?\\\]", re.S)
 _COMMAND = re.compile(r"\\[A-Za-z]+\*?")
 _WORD = re.compile(r"[^\W\d_]{2,}")  # two letters in a row, any script
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff\uac00-\ud7af]")
 
 
 def nothing_to_look_up(question: str) -> bool:
@@ -92,7 +93,7 @@ def nothing_to_look_up(question: str) -> bool:
     formula (``$\\frac{a}{b}$``, ``\\sum_i x_i^2``). Such a question gets "the notes do not
     cover this", not sentences that merely sit near it in embedding space."""
     rest = _COMMAND.sub(" ", _MATH.sub(" ", question or ""))
-    return not (_CJK.search(rest) or _WORD.search(rest))
+    return not (CJK_SCRIPT_CHAR.search(rest) or _WORD.search(rest))
 
 
 # --- a question about a name the notes never mention --------------------------------

@@ -5,9 +5,10 @@ token count. The backends are :mod:`assistant.gguf` (embedded) and
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
+
+from ingest.text import HAN_FIRST, HAN_LAST, LATIN_WORD
 
 
 @dataclass
@@ -30,7 +31,6 @@ class LoadedLLM:
             reset()
 
 
-_WORD = re.compile(r"[A-Za-z]+")
 
 
 def estimate_tokens(text: str) -> int:
@@ -43,9 +43,9 @@ def estimate_tokens(text: str) -> int:
     under, 1.6x over in the median, so a prompt sized with it fits the window.
     """
     cjk = digits = symbols = wide = 0
-    words = sum((len(w) + 2) // 3 for w in _WORD.findall(text))
+    words = sum((len(w) + 2) // 3 for w in LATIN_WORD.findall(text))
     for ch in text:
-        if "\u3400" <= ch <= "\u9fff":
+        if HAN_FIRST <= ch <= HAN_LAST:
             cjk += 1
         elif ch.isascii():
             if ch.isdigit():

@@ -21,11 +21,14 @@ it keeps the answers current). Errors come back as tool errors with one line of 
 from __future__ import annotations
 
 import threading
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field
 
 from .errors import UserError
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 INSTRUCTIONS = ("Search and ask the user's study notes. Every answer of ask_notes cites file and lines "
                 "([n] markers, checked against the notes); search_notes returns the passages; read_note shows "
@@ -82,7 +85,7 @@ def build_server(qa: Any):
     return server
 
 
-def serve(settings: Any) -> None:
+def serve(settings: Settings) -> None:
     from .query import NotesAssistant
 
     qa = NotesAssistant(settings, settings.notes_dir)

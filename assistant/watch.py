@@ -24,9 +24,12 @@ import threading
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from .errors import BusyError, UserError
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 NOTE_SUFFIXES = {".md", ".markdown", ".txt"}
 # vim (.swp/.swo/..., 4913, file~), emacs (#file#, .#file), JetBrains (___jb_tmp___), Kate, gedit,
@@ -99,7 +102,7 @@ def update_line(what: str, summary: Any) -> str:
             f"({summary.chunks_embedded} embedded) in {summary.seconds:.1f} s")
 
 
-def watch_notes(settings: Any, notes_dir: Path, echo: Callable[[str], None] = print,
+def watch_notes(settings: Settings, notes_dir: Path, echo: Callable[[str], None] = print,
                 stop: threading.Event | None = None, quiet_ms: int = 400, max_wait_ms: int = 3000,
                 embedder: Any = None, on_update: Callable[[Any], None] | None = None) -> None:
     """Ingest ``notes_dir`` now and after every change, until ``stop`` is set or Ctrl-C
@@ -178,7 +181,7 @@ def watch_notes(settings: Any, notes_dir: Path, echo: Callable[[str], None] = pr
         retry_at = 0.0
 
 
-def watch_in_background(settings: Any, notes_dir: Path, echo: Callable[[str], None] = print,
+def watch_in_background(settings: Settings, notes_dir: Path, echo: Callable[[str], None] = print,
                         embedder_from: Callable[[], Any] | None = None) -> tuple[threading.Thread, threading.Event]:
     """:func:`watch_notes` in a daemon thread (for ``assistant ui --watch``); set the event to stop it."""
     stop = threading.Event()

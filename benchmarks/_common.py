@@ -6,6 +6,7 @@ Nothing is downloaded: every corpus is made from the sentences of the seed notes
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import random
@@ -13,6 +14,7 @@ import re
 import resource
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -22,6 +24,15 @@ sys.path.insert(0, str(REPO))  # run as `python benchmarks/bench_x.py` from anyw
 SEED_NOTES = (REPO / ".." / "shared" / "notes").resolve()
 
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+
+def parse_bench_args(ap: argparse.ArgumentParser, argv=None, seed_notes: bool = True) -> argparse.Namespace:
+    """``ap`` with the options the benchmarks share (--seed-notes, --work, --json), parsed."""
+    if seed_notes:
+        ap.add_argument("--seed-notes", type=Path, default=SEED_NOTES)
+    ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "notes-assistant-bench")
+    ap.add_argument("--json", action="store_true")
+    return ap.parse_args(argv)
 
 
 # --- corpora -------------------------------------------------------------------------

@@ -24,11 +24,10 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from _common import (load_line, REPO, SEED_NOTES, check, emit, fmt_check, load_average, log, machine, median, peak_rss_mb,
+from _common import (parse_bench_args, load_line, REPO, SEED_NOTES, check, emit, fmt_check, load_average, log, machine, median, peak_rss_mb,
                      percentile)
 
 TARGET_FIRST_TOKEN_S = 2.0
@@ -84,9 +83,7 @@ def main(argv=None) -> int:
     ap.add_argument("--questions", type=int, default=len(QUESTIONS))
     ap.add_argument("--repeat", type=int, default=3, help="warm in-process rounds over the questions")
     ap.add_argument("--cli-runs", type=int, default=2, help="`assistant ask` processes")
-    ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "notes-assistant-bench")
-    ap.add_argument("--json", action="store_true")
-    a = ap.parse_args(argv)
+    a = parse_bench_args(ap, argv, seed_notes=False)
     for k, v in ENV.items():
         os.environ[k] = v
 

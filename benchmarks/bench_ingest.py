@@ -20,11 +20,10 @@ import argparse
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from _common import (load_line, REPO, SEED_NOTES, check, emit, fmt_check, load_average, log, machine, make_notes_folder, median,
+from _common import (parse_bench_args, load_line, REPO, check, emit, fmt_check, load_average, log, machine, make_notes_folder, median,
                      seed_sentences)
 
 TARGET = 0.85
@@ -34,13 +33,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--notes", type=int, default=400, help="generated notes (ignored with --folder)")
     ap.add_argument("--folder", type=Path, help="ingest this folder instead of generated notes")
-    ap.add_argument("--seed-notes", type=Path, default=SEED_NOTES)
     ap.add_argument("--repeat", type=int, default=1, help="ingest/model alternations (median reported)")
     ap.add_argument("--cli", action="store_true", help="also time a real `assistant ingest` process")
     ap.add_argument("--profile", action="store_true", help="cProfile the (first) ingest: top functions")
-    ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "notes-assistant-bench")
-    ap.add_argument("--json", action="store_true")
-    a = ap.parse_args(argv)
+    a = parse_bench_args(ap, argv)
 
     from assistant.models import make_embedder
     from assistant.settings import load_settings

@@ -19,11 +19,10 @@ import argparse
 import json
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from _common import (load_line, REPO, SEED_NOTES, DerivedEmbedder, check, emit, fmt_check, load_average, log, machine,
+from _common import (parse_bench_args, load_line, REPO, DerivedEmbedder, check, emit, fmt_check, load_average, log, machine,
                      make_notes_folder, median, seed_sentences)
 
 TARGET_S = 3.0
@@ -33,10 +32,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--notes", type=int, default=10000)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--seed-notes", type=Path, default=SEED_NOTES)
-    ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "notes-assistant-bench")
-    ap.add_argument("--json", action="store_true")
-    a = ap.parse_args(argv)
+    a = parse_bench_args(ap, argv)
 
     from assistant.models import make_embedder
     from assistant.settings import load_settings

@@ -19,11 +19,10 @@ from __future__ import annotations
 import argparse
 import random
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from _common import (load_line, SEED_NOTES, DerivedEmbedder, check, emit, fmt_check, load_average, log, machine,
+from _common import (parse_bench_args, load_line, DerivedEmbedder, check, emit, fmt_check, load_average, log, machine,
                      make_notes_folder, percentile, seed_sentences)
 
 TARGET_P50_MS, TARGET_P95_MS = 50.0, 150.0
@@ -100,7 +99,7 @@ def measure(folder: Path, data: Path, qs: list[str], embedder) -> dict:
             "max_ms": round(max(lat), 1),
             "parts_p50_ms": {k: round(percentile(v, 50), 1) for k, v in parts.items()},
             "chunks": len(qa.snapshot.chunks),
-            "dense_side": "snapshot vectors" if qa.snapshot.vectors is not None else "Chroma"}
+            "dense_side": qa.snapshot.dense.label}
 
 
 def main(argv=None) -> int:
@@ -108,10 +107,7 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", default="1000,10000,100000", help="chunk counts, comma-separated")
     ap.add_argument("--queries", type=int, default=60)
     ap.add_argument("--real-max", type=int, default=1000, help="sizes up to this are embedded for real")
-    ap.add_argument("--seed-notes", type=Path, default=SEED_NOTES)
-    ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "notes-assistant-bench")
-    ap.add_argument("--json", action="store_true")
-    a = ap.parse_args(argv)
+    a = parse_bench_args(ap, argv)
 
     from assistant.models import make_embedder
 

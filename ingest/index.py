@@ -33,7 +33,7 @@ from typing import Any, Iterable
 
 from .errors import UserError
 
-from .split import Chunk
+from .split import Chunk, HeadedText
 
 MANIFEST_VERSION = 1
 COLLECTION = "chunks"
@@ -62,7 +62,7 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 @dataclass
-class StoredChunk:
+class StoredChunk(HeadedText):
     id: str
     file: str
     line_start: int
@@ -89,16 +89,6 @@ class StoredChunk:
             tokens = tokenize(body)
         return cls(cid, c.file, c.line_start, c.line_end, c.text, c.clean, list(c.heading), c.kind, text_hash,
                    tokens, embed_headings, c.section)
-
-    @property
-    def heading_path(self) -> str:
-        return " > ".join(self.heading)
-
-    @property
-    def embed_text(self) -> str:
-        """The text that is embedded and keyword-indexed (heading path first, when on)."""
-        body = self.clean or self.text
-        return f"{self.heading_path}\n{body}" if self.heading and self.embed_headings else body
 
     def metadata(self) -> dict[str, Any]:
         return {"file": self.file, "line_start": self.line_start, "line_end": self.line_end,

@@ -12,33 +12,12 @@ import re
 import threading
 from functools import lru_cache
 
+from .text import FUNCTION_CHARS, HAN, HAN_COMPAT, HAN_COMPAT_CHAR, HAN_COMPAT_RUN, PARTICLES, STOPWORDS
+
 _lock = threading.Lock()
 _ready = False
 
-_WORD = re.compile(r"[a-z][a-z0-9\-\+]*|\d+(?:\.\d+)?%?|[\u3400-\u9fff\uf900-\ufaff]+")
-_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
-
-# function words that carry no topic (Chinese particles and question words, English stop words)
-STOPWORDS = set(
-    """的 了 是 在 和 与 及 或 也 都 而 就 又 被 把 对 从 到 为 以 于 上 中 下 之 其 这 那 这个 那个 这些 那些
-    一个 一种 我们 你 我 他 她 它 它们 什么 怎么 怎样 如何 为什么 为何 哪 哪些 哪个 吗 呢 吧 啊 呀 么 多少 几
-    是否 能否 可以 有 没有 会 要 说 讲 请 请问 一下 通过 使用 用 进行 可能 这样 那样 所以 因为 但是 如果 然后
-    还是 以及 并 等 等等 个 些 种 次 做 得 地 着 过 给 让 向 比 中的 里 时 时候 问题 笔记 提到 介绍 根据 下面
-    a an the of to in on for and or is are was were be been being by with as at from that this these those it its
-    what which who whom whose why how when where do does did can could should would will shall may might must
-    about into than then there their they them we you your our i me my he she his her not no yes if so
-    according notes note say says said mention mentioned explain describe tell please""".split()
-)
-
-
-# English function words beyond the list above (the usual search-engine set): with
-# stemming they would otherwise match every English passage
-STOPWORDS |= set(
-    """also am any because before between both but each few further here hers herself him himself
-    itself just more most much myself nor now once only other ought ours ourselves out over own same
-    some such theirs themselves through too under until up very while whenever whether yours yourself
-    yourselves get gets got use used uses using one two""".split()
-) - {"one", "two"}  # numbers are facts people ask for
+_WORD = re.compile(r"[a-z][a-z0-9\-\+]*|\d+(?:\.\d+)?%?|" + f"[{HAN_COMPAT}]+")
 
 
 @lru_cache(maxsize=200_000)
@@ -89,7 +68,7 @@ def tokenize(text: str, drop_stopwords: bool = True, stem_english: bool = False)
     out: list[str] = []
     for m in _WORD.finditer(text.lower()):
         piece = m.group(0)
-        if _CJK.match(piece):
+        if HAN_COMPAT_CHAR.match(piece):
             # search mode also yields the short words inside long compounds
             # (自监督学习 -> 监督, 学习, 自监督学习), which paraphrased questions need
             words = [w for w in jieba.cut_for_search(piece) if w.strip()]
@@ -100,14 +79,12 @@ def tokenize(text: str, drop_stopwords: bool = True, stem_english: bool = False)
         for w in words:
             if drop_stopwords and w in STOPWORDS:
                 continue
-            if len(w) == 1 and _CJK.match(w) and w in "的了是在和与及或也都而就又被把对从到为以于上中下之其":
+            if len(w) == 1 and HAN_COMPAT_CHAR.match(w) and w in PARTICLES:
                 continue
             out.append(stem(w) if stem_english else w)
     return out
 
 
-_CJK_RUN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]+")
-_FUNCTION_CHARS = set("的了是在和与及或也都而就又被把对从到为以于上中下之其这那个吗呢吧啊么")
 
 
 def char_ngrams(text: str) -> list[str]:
@@ -124,8 +101,8 @@ def char_ngrams(text: str) -> list[str]:
     (benchmarks/ablation.py).
     """
     out: list[str] = []
-    for run in _CJK_RUN.findall(text):
-        out.extend(ch for ch in run if ch not in _FUNCTION_CHARS)
+    for run in HAN_COMPAT_RUN.findall(text):
+        out.extend(ch for ch in run if ch not in FUNCTION_CHARS)
         out.extend(run[i:i + 2] for i in range(len(run) - 1))
     return out
 
@@ -135,8 +112,8 @@ def content_terms(text: str) -> set[str]:
     return {t for t in tokenize(text) if len(t) > 1 or t.isdigit() or not t.isascii()}
 
 
-_ZH_THEN_EN = re.compile(r"([\u3400-\u9fff]{2,24})\s*[（(]\s*([A-Za-z][A-Za-z0-9 \-']{1,48}?)\s*[,，;；)）]")
-_EN_THEN_ZH = re.compile(r"([A-Za-z][A-Za-z0-9\-']*(?: [A-Za-z][A-Za-z0-9\-']*){0,4})\s*[（(]\s*([\u3400-\u9fff]{2,12})"
+_ZH_THEN_EN = re.compile(f"([{HAN}]{{2,24}})" + r"\s*[（(]\s*([A-Za-z][A-Za-z0-9 \-']{1,48}?)\s*[,，;；)）]")
+_EN_THEN_ZH = re.compile(r"([A-Za-z][A-Za-z0-9\-']*(?: [A-Za-z][A-Za-z0-9\-']*){0,4})\s*[（(]\s*" + f"([{HAN}]{{2,12}})"
                          r"\s*[,，;；)）]")
 
 
@@ -156,7 +133,7 @@ def bilingual_terms(texts) -> dict[str, set[str]]:
     _init()
     table: dict[str, set[str]] = {}
     for text in texts:
-        if ("（" not in text and "(" not in text) or not _CJK.search(text):
+        if ("（" not in text and "(" not in text) or not HAN_COMPAT_CHAR.search(text):
             continue  # a pair needs a bracket and some Chinese: English notes cost nothing here
         text = _EMPHASIS.sub("", text)  # "*词元*（token）": Markdown emphasis around the term
         for m in _ZH_THEN_EN.finditer(text):
@@ -199,18 +176,3 @@ def translate_terms(question: str, table: dict[str, set[str]]) -> str:
         elif en_or_zh in question:
             extra.extend(sorted(names))
     return " ".join(dict.fromkeys(extra))
-
-
-_HAN = re.compile(r"[\u3400-\u9fff]")
-_ASCII_WORD = re.compile(r"[A-Za-z]+")
-
-
-def text_language(text: str, neither: str = "en") -> str:
-    """``zh`` when CJK characters are at least as many as English words, else ``en``;
-    ``neither`` when the text has no letters of either kind. The one language rule, for
-    questions, passages and whole notes folders alike."""
-    cjk = len(_HAN.findall(text))
-    words = len(_ASCII_WORD.findall(text))
-    if not cjk and not words:
-        return neither
-    return "zh" if cjk >= words else "en"

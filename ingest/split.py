@@ -23,6 +23,8 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 
+from .text import HAN_CHAR, prose_sentence_spans
+
 DEFAULT_MAX_CHARS = 400
 MAX_CODE_CHARS = 3000
 
@@ -37,22 +39,13 @@ _IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
 _LINK = re.compile(r"(?<!!)\[([^\]]+)\]\((?:[^)]*)\)")
 _WIKILINK = re.compile(r"\[\[([^\]|#]+)(?:#[^\]|]*)?(?:\|([^\]]+))?\]\]")
 _HTML_TAG = re.compile(r"</?[A-Za-z][^>]{0,200}>")
-_SENT_END = set("。！？；!?;")
-_CJK_CHARS = re.compile(r"[\u3400-\u9fff]")
-_NEW_SENTENCE = re.compile(r"[ \t]+[A-Z][a-z]")
-_BEGIN_ENV = re.compile(r"\\begin\{([A-Za-z]+\*?)\}")
 
 
-@dataclass
-class Chunk:
-    file: str
-    line_start: int
-    line_end: int
-    text: str  # verbatim substring of lines line_start..line_end
-    heading: list[str] = field(default_factory=list)
-    kind: str = "prose"  # prose | code
-    clean: str = ""  # text with layout markup removed (what the LLM reads)
-    section: int = 0  # heading lines before it: two sections of one file may share a heading path
+class HeadedText:
+    """What a chunk, as split or as stored, embeds: its heading path, then its clean text.
+    A chunk with ``embed_headings`` off (``StoredChunk``) embeds the clean text alone."""
+
+    embed_headings = True
 
     @property
     def heading_path(self) -> str:
@@ -62,7 +55,19 @@ class Chunk:
     def embed_text(self) -> str:
         """What is embedded and keyword-indexed: heading path, then the clean text."""
         body = self.clean or self.text
-        return f"{self.heading_path}\n{body}" if self.heading else body
+        return f"{self.heading_path}\n{body}" if self.heading and self.embed_headings else body
+
+
+@dataclass
+class Chunk(HeadedText):
+    file: str
+    line_start: int
+    line_end: int
+    text: str  # verbatim substring of lines line_start..line_end
+    heading: list[str] = field(default_factory=list)
+    kind: str = "prose"  # prose | code
+    clean: str = ""  # text with layout markup removed (what the LLM reads)
+    section: int = 0  # heading lines before it: two sections of one file may share a heading path
 
     @property
     def text_hash(self) -> str:
@@ -236,97 +241,12 @@ def _units(lines: list[str], markdown: bool) -> list[_Unit]:
 # --- sentences ---------------------------------------------------------------------
 
 
-def _sentence_spans(text: str) -> list[tuple[int, int]]:
-    """Cut points at sentence ends outside math; returns (start, end) offsets."""
-    spans = []
-    start = 0
-    i = 0
-    n = len(text)
-    math_close: str | None = None
-    while i < n:
-        if math_close:
-            if text.startswith(math_close, i):
-                i += len(math_close)
-                math_close = None
-                continue
-            i += 1
-            continue
-        opened = False
-        env = _BEGIN_ENV.match(text, i)
-        if env and text.find(f"\\end{{{env.group(1)}}}", env.end()) != -1:
-            math_close = f"\\end{{{env.group(1)}}}"
-            i = env.end()
-            continue
-        for opener, closer in (("$$", "$$"), ("\\[", "\\]"), ("\\(", "\\)"), ("$", "$")):
-            if not text.startswith(opener, i):
-                continue
-            if opener == "$":
-                # a lone "$" only opens math when it closes on the same line
-                nl = text.find("\n", i + 1)
-                if text.find("$", i + 1, nl if nl != -1 else n) == -1:
-                    break
-            elif text.find(closer, i + len(opener)) == -1:
-                break  # an opener that never closes is not math
-            math_close = closer
-            i += len(opener)
-            opened = True
-            break
-        if opened:
-            continue
-        ch = text[i]
-        end = None
-        if ch in _SENT_END:
-            end = i + 1
-        elif ch == "." and (i + 1 == n or text[i + 1] in " \n") and i > 0 and (
-                not text[i - 1].isdigit() or _NEW_SENTENCE.match(text, i + 1)):
-            end = i + 1  # after a figure too when a new sentence starts ("… = 1e-8. Adam also …")
-        elif ch == "\n":
-            end = i + 1
-        if end is not None:
-            while end < n and text[end] in " \t\n”’\"')）】」":
-                end += 1
-            spans.append((start, end))
-            start = end
-            i = end
-            continue
-        i += 1
-    if start < n:
-        spans.append((start, n))
-    return [s for s in spans if text[s[0] : s[1]].strip()]
-
-
-# a line that starts a new block, so the line before it ended its sentence
-_BLOCK_START = re.compile(r"^\s*(#{1,6}\s|[*+-]\s|\d+[.)]\s|\$\$|```|~~~|:\w+:|!\[|>|\|)")
-_TERMINAL = set("。！？；!?;:：.")
-
-
-def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """Sentence spans of Markdown prose, with sentences that a line break cut in two joined
-    again: notes written one clause per line (common in English and Chinese Markdown) break
-    lines inside sentences. A line ends its sentence when it ends with a sentence mark, or
-    when the next line starts a block (a heading, list item, formula or fence)."""
-    out: list[list[int]] = []
-    for s, e in _sentence_spans(text):
-        piece = text[s:e]
-        if out:
-            prev = text[out[-1][0]:out[-1][1]]
-            body = prev.rstrip()
-            cut_by_line = (prev.endswith("\n") and "\n\n" not in prev[len(body):] and body
-                           and body[-1] not in _TERMINAL and not _BLOCK_START.match(piece)
-                           and not _BLOCK_START.match(prev))
-            if cut_by_line:
-                out[-1][1] = e
-                continue
-        out.append([s, e])
-    return [(s, e) for s, e in out]
-
-
 def _split_long(text: str, max_chars: int) -> list[tuple[int, int]]:
     """Group sentences into pieces of at most ``max_chars`` (a single longer sentence
     stays whole rather than being cut mid-formula or mid-sentence)."""
     pieces: list[tuple[int, int]] = []
     cur: tuple[int, int] | None = None
-    for s, e in sentence_spans(text):
+    for s, e in prose_sentence_spans(text):
         if cur is None:
             cur = (s, e)
         elif e - cur[0] <= max_chars:
@@ -409,7 +329,7 @@ def split_text(text: str, file: str, markdown: bool | None = None, max_chars: in
 
 def _has_content(clean: str) -> bool:
     compact = re.sub(r"\s+", "", clean)
-    return len(compact) >= 12 or bool(re.search(r"\d", compact)) or len(_CJK_CHARS.findall(compact)) >= 4
+    return len(compact) >= 12 or bool(re.search(r"\d", compact)) or len(HAN_CHAR.findall(compact)) >= 4
 
 
 def _split_code(unit: _Unit) -> list[Chunk]:

@@ -7,7 +7,8 @@ functions included, so that a cycle cannot hide behind a local import:
 * ``ingest/`` imports nothing from ``assistant/`` (it is the lower layer);
 * outside ``tests/``, no access to another object's private attribute: ``x._name``
   where ``x`` is not ``self`` or ``cls`` (a module's own names, dunders and the
-  namedtuple API ``_replace``/``_asdict``/``_fields`` are fine).
+  namedtuple API ``_replace``/``_asdict``/``_fields`` are fine);
+* no module of ``assistant/``, ``ingest/`` or ``benchmarks/`` over ``MAX_LINES`` lines.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("assistant", "ingest")
 CHECKED = PACKAGES + ("benchmarks",)  # benchmarks call only public methods too
+MAX_LINES = 500  # a module longer than this holds more than one job: split it
 ALLOWED_PRIVATE = {"_replace", "_asdict", "_fields", "_make", "_exit", "_getframe"}
 # reaching into a third-party library, on purpose and documented where it happens
 THIRD_PARTY_PRIVATE = {
@@ -26,11 +28,7 @@ THIRD_PARTY_PRIVATE = {
     ("ingest/index.py", "SharedSystemClient._identifier_to_refcount"),
 }
 # cycles owned by work in progress elsewhere: each entry names who removes it. Any other cycle fails.
-KNOWN_CYCLES = {
-    # retrieve.IndexSnapshot.sections imports context.SectionIndex, context imports retrieve.Passage:
-    # the answering/retrieval rewrite (issue 13, item 1) splits them; delete this entry then
-    ("assistant.context", "assistant.retrieve"),
-}
+KNOWN_CYCLES: set[tuple[str, ...]] = set()
 
 
 def _modules() -> dict[str, Path]:
@@ -169,6 +167,13 @@ def test_ingest_imports_nothing_from_assistant():
 def test_no_access_to_another_modules_private_attributes():
     bad = [hit for path in _modules().values() for hit in private_accesses(path)]
     assert not bad, "private attributes reached from outside:\n" + "\n".join(bad)
+
+
+def test_no_module_is_over_max_lines():
+    sizes = {path.relative_to(REPO).as_posix(): len(path.read_text(encoding="utf-8").splitlines())
+             for path in _modules().values()}
+    long = sorted(f"{rel} ({n} lines)" for rel, n in sizes.items() if n > MAX_LINES)
+    assert not long, f"modules over {MAX_LINES} lines: " + ", ".join(long)
 
 
 def test_ruff_is_clean():

@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 
 from assistant.retrieve import fuse, is_exercise, is_question_list
-from assistant.retrieve import _node
 from conftest import make_settings
 from ingest.index import StoredChunk
 from ingest.keywords import char_ngrams, tokenize
@@ -22,16 +21,9 @@ def test_character_ngrams_match_where_word_segmentation_differs():
     assert char_ngrams("only English words here") == []
 
 
-def _snapshot(chunks: list[StoredChunk]):
-    """The two things ``fuse`` reads from a snapshot."""
-    class Snap:
-        by_id = {c.id: c for c in chunks}
-
-        @staticmethod
-        def duplicates_of(c):
-            return []
-
-    return Snap
+def _hits(*chunks: StoredChunk) -> list[tuple[StoredChunk, float]]:
+    """A ranked list as ``fuse`` takes it: chunks with scores, best first."""
+    return [(c, 1.0) for c in chunks]
 
 
 def _chunk(md: str, needle: str) -> StoredChunk:
@@ -62,23 +54,21 @@ def test_fusion_weights_each_list_and_ranks_exercises_and_code_down(tmp_path):
     prose, exercise, code, other = (next(c for c in chunks if n in c.text) for n in
                                      ("passage one", "为什么 alpha", "alpha = beta", "passage two"))
 
-    Snap = _snapshot(chunks)
     s = make_settings(tmp_path / "d")
-    hits = lambda *cs: [_node(c, 1.0) for c in cs]  # noqa: E731
     # every list ranks the exercise and the code first: the penalties put the prose first
-    ranked = {"dense": (hits(exercise, code, prose), 1.0), "words": (hits(code, exercise, prose), 1.0)}
-    order = [p.chunk.id for p in fuse(Snap, ranked, s, 5, "alpha 是什么？")]
+    ranked = {"dense": (_hits(exercise, code, prose), 1.0), "words": (_hits(code, exercise, prose), 1.0)}
+    order = [p.chunk.id for p in fuse(ranked, s, 5, "alpha 是什么？")]
     assert order[0] == prose.id
     # ... unless the question is about code
-    order = [p.chunk.id for p in fuse(Snap, ranked, s, 5, "alpha 的代码怎么写？")]
+    order = [p.chunk.id for p in fuse(ranked, s, 5, "alpha 的代码怎么写？")]
     assert order.index(code.id) < order.index(prose.id)
     # a list's weight decides between two passages it disagrees on
-    two = {"dense": (hits(prose, other), 1.0), "words": (hits(other, prose), 0.5)}
-    assert fuse(Snap, two, s, 5)[0].chunk.id == prose.id
-    two = {"dense": (hits(prose, other), 0.5), "words": (hits(other, prose), 1.0)}
-    assert fuse(Snap, two, s, 5)[0].chunk.id == other.id
+    two = {"dense": (_hits(prose, other), 1.0), "words": (_hits(other, prose), 0.5)}
+    assert fuse(two, s, 5)[0].chunk.id == prose.id
+    two = {"dense": (_hits(prose, other), 0.5), "words": (_hits(other, prose), 1.0)}
+    assert fuse(two, s, 5)[0].chunk.id == other.id
     # the top passage of every list that found something scores 1
-    assert fuse(Snap, {"dense": (hits(prose), 1.0), "chars": ([], 0.25)}, s, 5)[0].score == 1.0
+    assert fuse({"dense": (_hits(prose), 1.0), "chars": ([], 0.25)}, s, 5)[0].score == 1.0
 
 
 def test_the_character_list_abstains_on_passages_without_chinese(tmp_path):
@@ -87,11 +77,9 @@ def test_the_character_list_abstains_on_passages_without_chinese(tmp_path):
     chunks = [StoredChunk.from_chunk(c) for c in split_text(md, "o.md")]
     adam, norm = (next(c for c in chunks if n in c.text) for n in ("Adam uses", "批量归一化"))
 
-    Snap = _snapshot(chunks)
     s = make_settings(tmp_path / "d")
-    hits = lambda *cs: [_node(c, 1.0) for c in cs]  # noqa: E731
     # "Adam 的默认学习率是多少？": first for vectors and words; the character list only sees the Chinese note
-    ranked = {"dense": (hits(adam, norm), 1.0), "words": (hits(adam, norm), 1.0), "chars": (hits(norm), 1.0)}
-    order = fuse(Snap, ranked, s, 5, "Adam 的默认学习率是多少？")
+    ranked = {"dense": (_hits(adam, norm), 1.0), "words": (_hits(adam, norm), 1.0), "chars": (_hits(norm), 1.0)}
+    order = fuse(ranked, s, 5, "Adam 的默认学习率是多少？")
     assert [p.chunk.id for p in order] == [adam.id, norm.id]
     assert order[0].score == 1.0
