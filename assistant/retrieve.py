@@ -136,7 +136,8 @@ class HybridRetriever(BaseRetriever):
             if extra:
                 keywords = QueryBundle(f"{query} {extra}")
         translated = ""
-        if s.translate_questions and text_language(query) != self.snap.language:
+        wanted = s.translate_questions if self.snap.language == "en" else s.translate_to_chinese
+        if wanted and text_language(query) != self.snap.language:
             from .crosslang import Dictionary  # loaded (~1 s) on the first question that needs it
 
             translated = Dictionary.packaged().translate(query, self.snap.language)

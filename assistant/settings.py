@@ -73,9 +73,10 @@ class Settings(BaseSettings):
     term_expansion: bool = Field(default=False, description="Add the other-language names of a question's terms "
                                  "(mined from the notes, e.g. 自注意力（self-attention）) to its keyword search; off: "
                                  "it won on the tune part, lost on the report part (benchmarks/README.md)")
-    translate_questions: bool = Field(default=True, description="A question in the other language than the notes "
-                                      "is also searched with its words looked up in CC-CEDICT (keyword and "
-                                      "dense side)")
+    translate_questions: bool = Field(default=True, description="A Chinese question over English notes is also "
+                                      "searched with its words looked up in CC-CEDICT (keyword and dense side)")
+    translate_to_chinese: bool = Field(default=False, description="The same for English questions over Chinese "
+                                       "notes; off: measured mixed on the tune part (benchmarks/README.md)")
     code_penalty: float = Field(default=0.0, ge=0, le=1, description="Fused-score factor for code chunks "
                                 "when the question is not about code")
     question_penalty: float = Field(default=0.5, ge=0, le=1, description="Fused-score factor for passages "

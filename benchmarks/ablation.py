@@ -33,7 +33,8 @@ CUTOFFS = (1, 3, 5, 10)
 
 # each variant: settings overrides (fusion) and keyword options; "shipped" is the product as it is
 PLAIN = {"char_weight": 0.0, "code_penalty": 0.0, "question_penalty": 1.0, "vector_weight": 1.0,
-         "keyword_weight": 1.0, "term_expansion": False, "stem_english": False, "translate_questions": False}
+         "keyword_weight": 1.0, "term_expansion": False, "stem_english": False, "translate_questions": False,
+         "translate_to_chinese": False}
 VARIANTS: dict[str, dict] = {
     # the plain baseline: prose chunks merged within a section, heading path embedded,
     # code left out, e5 + BM25 over jieba / lower-cased words, plain RRF (k=60)
@@ -44,6 +45,7 @@ VARIANTS: dict[str, dict] = {
     "baseline+code.5": {**PLAIN, "code_penalty": 0.5},
     "baseline+terms": {**PLAIN, "term_expansion": True},
     "baseline+translate": {**PLAIN, "translate_questions": True},
+    "baseline+translate both ways": {**PLAIN, "translate_questions": True, "translate_to_chinese": True},
     "baseline+stem+terms": {**PLAIN, "stem_english": True, "term_expansion": True},
     "dense only": {**PLAIN, "keyword_weight": 0.0},
     "words only": {**PLAIN, "vector_weight": 0.0},
@@ -120,7 +122,7 @@ def measure(search, cases, notes: Path, notes_lang: str) -> dict:
     return out
 
 
-_WORD_INDEX: dict[tuple[int, bool], object] = {}
+_WORD_INDEX: dict[tuple[str, str, bool], object] = {}
 
 
 def _word_index(snap, stem_english: bool):
@@ -129,7 +131,8 @@ def _word_index(snap, stem_english: bool):
 
     from ingest.keywords import tokenize
 
-    key = (id(snap), stem_english)
+    # keyed by the index and its snapshot, not id(snap): an id is reused once a snapshot is freed
+    key = (str(snap.index_dir), snap.manifest.snapshot, stem_english)
     if key not in _WORD_INDEX:
         bm = bm25s.BM25()
         bm.index([tokenize(c.embed_text, stem_english=stem_english) or ["\x00"] for c in snap.chunks],
