@@ -22,11 +22,12 @@ from .extract import ANSWER_TYPES, answer_cues
 from .sentences import Sentence
 
 MAX_CLAIM_CHARS = 120
-# measured on the tune part (benchmarks/sentences.py): the two best sentences hold the fact
-# more often than the best alone on every suite (seed 0.81 vs 0.72, Markdown zh 0.51 vs 0.37,
-# en 0.62 vs 0.43), and more than a second sentence only when it scores close; a minimum
-# score refused more answerable questions than near misses at every threshold tried
-SENTENCES = 2
+# measured on the tune part (benchmarks/sentences.py, 2026-12-05): the three best sentences
+# hold the fact more often than the two best on every suite (seed 0.85 vs 0.81, Markdown zh
+# 0.68 vs 0.54, zh-basics 0.61 vs 0.55, en 0.69 vs 0.65), as the two did over the best alone;
+# a second or third sentence only when it scores close held fewer; a minimum score refused
+# more answerable questions than near misses at every threshold tried
+SENTENCES = 3
 _CLAUSE_END = re.compile(r"(?<=[，；：,;:])\s*|(?<=[。！？!?])\s*")
 
 

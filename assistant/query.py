@@ -22,7 +22,7 @@ from .answer import (Evidence, ThinkFilter, TokenStream, build_prompt, build_sen
                      prompt, question_language)
 from .cite import Citation, SentenceChecker, cite, restates
 from .compose import answers, extractive
-from .sentences import idf_table, rank_sentences
+from .sentences import rank_sentences
 from .context import prompt_passages
 from .errors import LLMUnavailableError, UserError
 from .guards import drop_stale, inside_only, nothing_to_look_up, unknown_names
@@ -313,8 +313,7 @@ class NotesAssistant:
         yield from self._generate(run, q, lang, loaded, messages, shown, ranked)
 
     def _ranked(self, q: str, passages: Sequence[Passage]) -> list[Any]:
-        return rank_sentences(q, passages, self.snapshot.embedder, limit=self.settings.prompt_passages,
-                              idf=idf_table(self.snapshot))
+        return rank_sentences(q, passages, self.snapshot.embedder, limit=self.settings.prompt_passages)
 
     def _generate(self, run: "_Run", q: str, lang: str, loaded: Any, messages: list[Any],
                   shown: Sequence[Passage], ranked: Sequence[Any] | None):

@@ -16,13 +16,9 @@ of the suites (benchmarks/sentences.py) and are reported on the `report` part.
 
 from __future__ import annotations
 
-import math
 import re
-import weakref
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
-
-from ingest.keywords import tokenize
+from typing import Any, Sequence
 
 from ingest.split import clean_markup
 
@@ -31,8 +27,7 @@ from .extract import answer_cues, note_sentences, one_line
 from .retrieve import Passage
 
 # chosen on the tune part of every suite by benchmarks/sentences.py --fit
-WEIGHTS = {"dense": 1.0, "lexical": 0.3, "heading": 0.0, "cue": 0.1, "rank": 0.05, "first": 0.0, "short": -0.05,
-           "idf": 0.0, "before": 0.0, "after": 0.0}
+WEIGHTS = {"dense": 1.0, "lexical": 0.3, "heading": 0.0, "cue": 0.1, "rank": 0.05, "first": 0.0, "short": -0.05}
 FEATURES = tuple(WEIGHTS)
 MIN_PLAIN_CHARS = 8
 
@@ -73,59 +68,17 @@ def candidates(passages: Sequence[Passage], limit: int) -> list[Sentence]:
     return out
 
 
-_IDF: "weakref.WeakKeyDictionary[Any, dict[str, float]]" = weakref.WeakKeyDictionary()
-
-
-def idf_table(snapshot: Any) -> dict[str, float]:
-    """Inverse document frequency of each keyword token over the snapshot's chunks (the
-    BM25 idf), computed once per snapshot: a question's rare terms (卷积核, stride) say more
-    about which sentence answers it than its common ones (模型, model)."""
-    table = _IDF.get(snapshot)
-    if table is None:
-        df: dict[str, int] = {}
-        for c in snapshot.chunks:
-            for t in set(c.tokens):
-                df[t] = df.get(t, 0) + 1
-        n = max(1, len(snapshot.chunks))
-        table = {t: math.log(1 + (n - k + 0.5) / (k + 0.5)) for t, k in df.items()}
-        _IDF[snapshot] = table
-    return table
-
-
-def idf_share(q_tokens: set[str], text: str, idf: Mapping[str, float], unseen: float) -> float:
-    """The idf-weighted share of the question's keyword tokens that ``text`` holds."""
-    if not q_tokens:
-        return 0.0
-    have = set(tokenize(text))
-    total = sum(idf.get(t, unseen) for t in q_tokens)
-    return sum(idf.get(t, unseen) for t in q_tokens if t in have) / total if total else 0.0
-
-
 MAX_EMBEDDED = 16  # sentences embedded per question (e5 on 2 cores: ~40 short sentences/s)
 
 
-def featurize(question: str, sents: list[Sentence], embedder: Any = None,
-              idf: Mapping[str, float] | None = None) -> list[Sentence]:
+def featurize(question: str, sents: list[Sentence], embedder: Any = None) -> list[Sentence]:
     """Fill in each sentence's features; returns the sentences kept. Only the
     ``MAX_EMBEDDED`` best by words and passage rank are embedded (the rest are dropped):
     embedding every sentence of four passages costs more than the rest of an answer."""
     cues = answer_cues(question)
-    idf = idf or {}
-    unseen = max(idf.values(), default=1.0)
-    q_tokens = set(tokenize(question))
     for s in sents:
         s.features["lexical"] = support(question, s.plain)
         s.features["rank"] = 1.0 / s.n
-        s.features["idf"] = idf_share(q_tokens, s.plain, idf, unseen)
-    # a sentence next to one that matches the question often holds the answer ("X is ...
-    # This is because ..."): each sentence also sees its neighbours' match in its passage
-    for prev, cur in zip(sents, sents[1:]):
-        same = prev.passage is cur.passage
-        cur.features["before"] = prev.features["lexical"] if same else 0.0
-        prev.features["after"] = cur.features["lexical"] if same else 0.0
-    for s in sents:
-        s.features.setdefault("before", 0.0)
-        s.features.setdefault("after", 0.0)
     if len(sents) > MAX_EMBEDDED:
         keep = sorted(sents, key=lambda s: -(s.features["lexical"] + s.features["rank"]))[:MAX_EMBEDDED]
         sents = [s for s in sents if s in keep]
@@ -155,7 +108,7 @@ def score(sents: list[Sentence], weights: dict[str, float] | None = None) -> lis
 
 
 def rank_sentences(question: str, passages: Sequence[Passage], embedder: Any = None, limit: int = 4,
-                   weights: dict[str, float] | None = None, idf: Mapping[str, float] | None = None) -> list[Sentence]:
+                   weights: dict[str, float] | None = None) -> list[Sentence]:
     """The sentences of the first ``limit`` passages, best first."""
-    sents = featurize(question, candidates(passages, limit), embedder, idf)
+    sents = featurize(question, candidates(passages, limit), embedder)
     return score(sents, weights)

@@ -34,7 +34,7 @@ def collect(suite_path: Path, part: str, limit: int, work: Path) -> list[dict]:
     from assistant.answer import question_language
     from assistant.eval import facts_found
     from assistant.query import NotesAssistant
-    from assistant.sentences import candidates, featurize, idf_table
+    from assistant.sentences import candidates, featurize
     from assistant.settings import load_settings
     from assistant.indexing import ingest_notes as run_ingest
 
@@ -54,7 +54,7 @@ def collect(suite_path: Path, part: str, limit: int, work: Path) -> list[dict]:
         lang = question_language(c.question)
         gate = evidence(c.question, ps, s, lang).enough
         cross = lang != qa.snapshot.language
-        sents = featurize(c.question, candidates(ps, limit), qa.snapshot.embedder, idf_table(qa.snapshot))
+        sents = featurize(c.question, candidates(ps, limit), qa.snapshot.embedder)
         rows.append({"suite": suite_path.stem, "id": c.id, "lang": lang, "answerable": c.answerable,
                      "gate": gate, "cross": cross, "facts": c.must_include,
                      "sentences": [{"text": x.plain, "features": x.features, "typed": answers(c.question, x),
@@ -118,9 +118,9 @@ def refusals(rows: list[dict], weights: dict[str, float], threshold: float, type
             "false_refusals": round(wrong / n_ans, 3) if n_ans else None, "unanswerable": n_un}
 
 
-GRID = {"dense": [1.0], "lexical": [0.0, 0.15, 0.3], "heading": [0.0],
-        "cue": [0.05, 0.1, 0.2], "rank": [0.02, 0.05, 0.1], "first": [0.0],
-        "short": [0.0, -0.05], "idf": [0.0, 0.15, 0.3, 0.6], "before": [0.0, 0.05, 0.1], "after": [0.0, 0.05]}
+GRID = {"dense": [1.0], "lexical": [0.15, 0.3, 0.6], "heading": [0.0, 0.05],
+        "cue": [0.05, 0.1, 0.2], "rank": [0.02, 0.05, 0.1], "first": [0.0, 0.02],
+        "short": [0.0, -0.05]}
 
 
 THRESHOLDS = (-1.0, 0.80, 0.85, 0.90, 0.95, 1.0, 1.05, 1.1, 1.15, 1.2)
