@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
-def collect(suite_path: Path, part: str, limit: int, work: Path) -> list[dict]:
+def collect(suite_path: Path, part: str, limit: int, work: Path, chunk_chars: int = 400) -> list[dict]:
     from ablation import load
 
     from assistant.answer import question_language
@@ -41,8 +41,8 @@ def collect(suite_path: Path, part: str, limit: int, work: Path) -> list[dict]:
     suite, cases = load(suite_path, part, answerable_only=False)
     if not cases or not suite.notes_dir.exists():
         return []
-    data_dir = work / f"{suite_path.stem}-c400"
-    s = load_settings(data_dir=data_dir)
+    data_dir = work / f"{suite_path.stem}-c{chunk_chars}"  # the index ablation.py --chunking made
+    s = load_settings(data_dir=data_dir, chunk_chars=chunk_chars)
     run_ingest(s, suite.notes_dir)
     qa = NotesAssistant(s, notes_dir=suite.notes_dir)
     from assistant.answer import evidence
@@ -146,6 +146,7 @@ def main() -> int:
     ap.add_argument("--part", default="tune", choices=["tune", "report", "all"])
     ap.add_argument("--limit", type=int, default=4, help="passages whose sentences are ranked")
     ap.add_argument("--fit", action="store_true")
+    ap.add_argument("--chunk-chars", type=int, default=400, help="the chunk size of the index (ablation.py --chunking)")
     ap.add_argument("--objective", default="top2", choices=["top1", "top2", "top3"], help="what --fit maximises")
     ap.add_argument("--work", type=Path, default=Path("/tmp/notes-assistant-ablation"))
     args = ap.parse_args()
@@ -154,11 +155,11 @@ def main() -> int:
 
     rows_by_suite: dict[str, list[dict]] = {}
     for sp in args.suites:
-        cache = args.work / f"sentences-{sp.stem}-{args.part}-{args.limit}.json"
+        cache = args.work / f"sentences-{sp.stem}-{args.part}-{args.limit}-c{args.chunk_chars}.json"
         if cache.exists() and cache.stat().st_mtime > max(sp.stat().st_mtime, _code_mtime()):
             rows = json.loads(cache.read_text())
         else:
-            rows = collect(sp, args.part, args.limit, args.work)
+            rows = collect(sp, args.part, args.limit, args.work, args.chunk_chars)
             args.work.mkdir(parents=True, exist_ok=True)
             cache.write_text(json.dumps(rows, ensure_ascii=False))
         rows_by_suite[sp.stem] = rows
