@@ -30,6 +30,7 @@ from .retrieve import Passage
 WEIGHTS = {"dense": 1.0, "lexical": 0.3, "heading": 0.0, "cue": 0.1, "rank": 0.05, "first": 0.0, "short": -0.05}
 FEATURES = tuple(WEIGHTS)
 MIN_PLAIN_CHARS = 8
+_SPACE_BEFORE_MARK = re.compile(r"(?<=\w) +(?=[,.;:])")
 
 
 @dataclass
@@ -43,7 +44,9 @@ class Sentence:
 
     @property
     def one_line(self) -> str:
-        return one_line(self.verbatim)
+        """The sentence as a reader wants it: on one line, without layout markup
+        (``:numref:`fig_x```, image lines); the citation still quotes the file verbatim."""
+        return _SPACE_BEFORE_MARK.sub("", one_line(self.plain))  # "in :numref:`x`, we" left "in , we"
 
 
 def candidates(passages: Sequence[Passage], limit: int) -> list[Sentence]:
