@@ -53,6 +53,8 @@ class Settings(BaseSettings):
 
     # ingest
     chunk_chars: int = Field(default=400, ge=80, description="Prose chunks are merged/cut to about this size")
+    chunk_chars_en: int = Field(default=800, ge=80, description="The same for notes written in English (a Chinese "
+                                "character carries as much as two or three English ones)")
     max_note_mb: float = Field(default=10.0, gt=0, description="Notes larger than this are skipped with a warning "
                                "(a 50 MB note would take hours to embed)")
     embed_headings: bool = Field(default=True, description="Embed and keyword-index each chunk with its heading path")

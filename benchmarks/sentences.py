@@ -42,7 +42,7 @@ def collect(suite_path: Path, part: str, limit: int, work: Path, chunk_chars: in
     if not cases or not suite.notes_dir.exists():
         return []
     data_dir = work / f"{suite_path.stem}-c{chunk_chars}"  # the index ablation.py --chunking made
-    s = load_settings(data_dir=data_dir, chunk_chars=chunk_chars)
+    s = load_settings(data_dir=data_dir, chunk_chars=chunk_chars, chunk_chars_en=chunk_chars)
     run_ingest(s, suite.notes_dir)
     qa = NotesAssistant(s, notes_dir=suite.notes_dir)
     from assistant.answer import evidence

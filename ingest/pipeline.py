@@ -54,6 +54,7 @@ class IngestSettings(Protocol):
     embed: str
     chroma_url: str | None
     chunk_chars: int
+    chunk_chars_en: int
     max_note_mb: float
     embed_headings: bool
 
@@ -312,7 +313,7 @@ def _read_split(settings: IngestSettings, plan: Plan, reading: Reading, old_file
     split_now = set(plan.to_split)
     for rel in reading.current:  # the folder's order
         if rel in split_now:
-            chunks = split_text(reading.texts[rel], rel, max_chars=settings.chunk_chars)
+            chunks = split_text(reading.texts[rel], rel, max_chars=settings.chunk_chars, max_chars_en=settings.chunk_chars_en)
             chunks_by_file[rel] = [StoredChunk.from_chunk(c, embed_headings=settings.embed_headings) for c in chunks]
             meta = dict(reading.meta[rel])
         else:
@@ -409,7 +410,7 @@ def split_options(settings: IngestSettings) -> dict[str, Any]:
     """Options besides chunk_chars that change the chunks or what is embedded."""
     # SPLITTER_VERSION changes when split.py's rules change, so an upgrade re-splits
     return {"embed_headings": bool(getattr(settings, "embed_headings", True)), "splitter": SPLITTER_VERSION,
-            "tokenizer": TOKENIZER_VERSION}
+            "tokenizer": TOKENIZER_VERSION, "chunk_chars_en": getattr(settings, "chunk_chars_en", None)}
 
 
 def _all_ids(col) -> list[str]:

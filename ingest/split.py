@@ -23,9 +23,10 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 
-from .text import HAN_CHAR, prose_sentence_spans
+from .text import HAN_CHAR, prose_sentence_spans, text_language
 
 DEFAULT_MAX_CHARS = 400
+_FENCED_CODE = re.compile(r"^[ \t]*(```|~~~).*?^[ \t]*\1", re.M | re.S)
 MAX_CODE_CHARS = 3000
 
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
@@ -277,8 +278,14 @@ def _trim(unit: _Unit, s: int, e: int) -> tuple[int, int]:
     return s, e
 
 
-def split_text(text: str, file: str, markdown: bool | None = None, max_chars: int = DEFAULT_MAX_CHARS) -> list[Chunk]:
-    """Chunks of one note. ``markdown`` defaults to the file's suffix."""
+def split_text(text: str, file: str, markdown: bool | None = None, max_chars: int = DEFAULT_MAX_CHARS,
+               max_chars_en: int | None = None) -> list[Chunk]:
+    """Chunks of one note. ``markdown`` defaults to the file's suffix. ``max_chars_en``, when
+    given, is the size for a note written in English: a Chinese character carries about as
+    much as two or three English ones, and English notes retrieved better at twice the size
+    (benchmarks/README.md, "Chunk size by language")."""
+    if max_chars_en and text_language(_FENCED_CODE.sub("", text)) == "en":  # prose decides, not code
+        max_chars = max_chars_en
     if markdown is None:
         markdown = file.lower().endswith((".md", ".markdown"))
     lines = text.split("\n")

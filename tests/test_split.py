@@ -288,6 +288,20 @@ def test_answer_sentences_end_at_a_full_stop_at_the_end_of_a_line():
                    "Strides shrink it,\nby half."]
 
 
+def test_english_notes_take_their_own_chunk_size_and_code_does_not_make_a_note_english():
+    en = "# Notes\n\n" + " ".join(f"Sentence number {i} says one plain thing about convolutions." for i in range(40))
+    zh_prose = "卷积层用一个小的核在输入上滑动，每个位置把对应元素相乘再求和。" * 12
+    code = "```python\n" + "\n".join(f"x_{i} = torch.conv2d(inputs, kernel, stride=1, padding=0)" for i in range(80)) + "\n```"
+    zh = "# 卷积\n\n" + zh_prose + "\n\n" + code + "\n"
+    small, large = 150, 450
+    en_sizes = [len(c.text) for c in split_text(en, "en.md", max_chars=small, max_chars_en=large)]
+    assert max(en_sizes) > small and all(n <= large for n in en_sizes)
+    zh_prose_chunks = [c for c in split_text(zh, "zh.md", max_chars=small, max_chars_en=large) if c.kind == "prose"]
+    assert zh_prose_chunks and all(len(c.text) <= small for c in zh_prose_chunks)
+    # without max_chars_en every note takes max_chars
+    assert all(len(c.text) <= small for c in split_text(en, "en.md", max_chars=small))
+
+
 def test_decimal_point_is_not_a_sentence_end():
     text = "Adam uses beta1 = 0.9 and beta2 = 0.999 by default and a learning rate of 0.001 " * 3
     chunks = split_text(text.strip(), "dec.txt", max_chars=80)
