@@ -23,7 +23,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 
-from .text import HAN_CHAR, prose_sentence_spans, text_language
+from .text import HAN_CHAR, prose_sentence_spans, sentence_spans, text_language
 
 DEFAULT_MAX_CHARS = 400
 _FENCED_CODE = re.compile(r"^[ \t]*(```|~~~).*?^[ \t]*\1", re.M | re.S)
@@ -242,12 +242,27 @@ def _units(lines: list[str], markdown: bool) -> list[_Unit]:
 # --- sentences ---------------------------------------------------------------------
 
 
+def _bounded_sentences(text: str, max_chars: int) -> list[tuple[int, int]]:
+    """Sentences with line-broken ones joined (``prose_sentence_spans``), except that a
+    "sentence" of several lines longer than ``max_chars`` falls back to its lines: lines that
+    never end with a sentence mark (a word list, key: value lines, pasted output) would
+    otherwise join into one chunk of any size."""
+    raw = sentence_spans(text)  # every line end is a cut here
+    out: list[tuple[int, int]] = []
+    for s, e in prose_sentence_spans(text):
+        if e - s > max_chars and "\n" in text[s:e].rstrip("\n"):
+            out.extend((a, b) for a, b in raw if s <= a and b <= e)
+        else:
+            out.append((s, e))
+    return out
+
+
 def _split_long(text: str, max_chars: int) -> list[tuple[int, int]]:
     """Group sentences into pieces of at most ``max_chars`` (a single longer sentence
     stays whole rather than being cut mid-formula or mid-sentence)."""
     pieces: list[tuple[int, int]] = []
     cur: tuple[int, int] | None = None
-    for s, e in prose_sentence_spans(text):
+    for s, e in _bounded_sentences(text, max_chars):
         if cur is None:
             cur = (s, e)
         elif e - cur[0] <= max_chars:

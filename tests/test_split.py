@@ -279,6 +279,16 @@ def test_a_paragraph_written_one_clause_per_line_is_cut_at_sentence_ends():
     assert "\n".join(c.text for c in chunks) == para  # nothing lost or repeated
 
 
+@pytest.mark.parametrize("line", ["token{i} maps to index {i} in the vocabulary table", "第{i}项 词表里的一个词元"])
+def test_lines_that_never_end_a_sentence_still_make_bounded_chunks(line):
+    # a word list or key: value lines: joined as one "sentence" they must still be cut
+    para = "\n".join(line.format(i=i) for i in range(200))
+    chunks = split_text("# List\n\n" + para + "\n", "list.md", max_chars=200)
+    assert len(chunks) > 5
+    assert all(len(c.text) <= 200 for c in chunks), max(len(c.text) for c in chunks)
+    assert "\n".join(c.text for c in chunks) == para
+
+
 def test_answer_sentences_end_at_a_full_stop_at_the_end_of_a_line():
     from assistant.extract import note_sentences
 
