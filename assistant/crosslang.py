@@ -20,12 +20,12 @@ import threading
 from functools import lru_cache
 
 from ingest.keywords import STOPWORDS, tokenize
+from ingest.text import HAN_CHAR
 
 _DATA = "data/cedict_1_0_ts_utf-8_mdbg.txt.gz"
 _BRACKETS = re.compile(r"\([^)]*\)|\[[^\]]*\]|\b\w+\|\w+")
 _SKIP_SENSE = ("CL:", "variant of", "old variant", "surname ", "see ", "used in ", "abbr. for", "also written",
                "erhua variant", "Taiwan pr.", "also pr.")
-_HAN = re.compile(r"[\u3400-\u9fff]")
 _EN_WORD = re.compile(r"[A-Za-z][A-Za-z\-]+")
 _lock = threading.Lock()
 
@@ -48,7 +48,8 @@ class Dictionary:
     @classmethod
     def from_lines(cls, lines) -> "Dictionary":
         """Parse CC-CEDICT lines: ``傳統 传统 [chuan2 tong3] /tradition/traditional/``."""
-        zh_en: dict[str, list[str]] = {}
+        common: dict[str, list[str]] = {}
+        proper: dict[str, list[str]] = {}  # entries of names (capitalised pinyin) come last
         for line in lines:
             if line.startswith("#") or " /" not in line:
                 continue
@@ -56,7 +57,8 @@ class Dictionary:
             parts = head.split(" ")
             if len(parts) < 2:
                 continue
-            senses = zh_en.setdefault(parts[1], [])
+            pinyin = head.partition("[")[2]
+            senses = (proper if pinyin[:1].isupper() else common).setdefault(parts[1], [])
             for sense in rest.strip().rstrip("/").split("/"):
                 if not sense or sense.startswith(_SKIP_SENSE):
                     continue
@@ -65,6 +67,9 @@ class Dictionary:
                     sense = sense[3:]
                 if sense and sense not in senses:
                     senses.append(sense)
+        # 通道: "channel" before "Tongdao county"; 网络: "network" before "Internet"
+        zh_en = {w: common.get(w, []) + [x for x in proper.get(w, []) if x not in common.get(w, [])]
+                 for w in dict.fromkeys([*common, *proper])}
         return cls({k: v for k, v in zh_en.items() if v})
 
     @classmethod
@@ -75,7 +80,7 @@ class Dictionary:
         """The first ``senses`` English senses of each Chinese word of the question."""
         out: list[str] = []
         for w in tokenize(question):  # jieba's search mode: 自注意力 -> 注意, 注意力, 自注意力
-            if len(w) >= 2 and _HAN.match(w):
+            if len(w) >= 2 and HAN_CHAR.match(w):
                 out.extend(self.zh_en.get(w, [])[:senses])
         return " ".join(dict.fromkeys(out))
 
@@ -86,7 +91,7 @@ class Dictionary:
             w = w.lower()
             if w in STOPWORDS or len(w) < 3:
                 continue
-            out.extend(self.en_zh.get(w, []) or self.en_zh.get(w.rstrip("s"), []))
+            out.extend(self.en_zh.get(w, []) or (self.en_zh.get(w[:-1], []) if w.endswith("s") else []))
         return " ".join(dict.fromkeys(out))
 
     def translate(self, question: str, notes_language: str) -> str:

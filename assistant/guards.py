@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import weakref
 from pathlib import Path
 from typing import Any, Sequence
@@ -105,6 +106,7 @@ _NAME = re.compile(r"(?<![A-Za-z0-9])(?:[A-Za-z]*[A-Z][A-Za-z]*[a-z][A-Za-z]*[A-
                    r"|[A-Z]{2,}[A-Za-z0-9\-]*|[A-Za-z]+-?\d+[A-Za-z0-9\-]*)(?![A-Za-z0-9])")
 _NOT_ALNUM = re.compile(r"[^a-z0-9]+")
 _FOLDED: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
+_FOLD_LOCK = threading.Lock()
 
 
 def _fold(text: str) -> str:
@@ -112,13 +114,22 @@ def _fold(text: str) -> str:
     return _NOT_ALNUM.sub("", text.lower())
 
 
+# an English suffix on a name (CNN-based, BERT-style) says nothing the notes must write
+_NAME_SUFFIX = re.compile(r"-(based|style|like|level|wise|free|only|specific|aware|driven|sized|type)$", re.I)
+
+
 def question_names(question: str) -> list[str]:
-    """The names the question uses (three capitals or fewer alone, such as CNN or GRU, are
-    left out: notes often spell such an acronym out in their own language)."""
+    """The names the question uses. Left out: three capitals or fewer alone, also as a plural
+    (CNN, GRUs: notes often spell such an acronym out in their own language), and words of a
+    question written in capitals (WHAT IS DROPOUT)."""
+    found = [m.group(0).strip("-") for m in _NAME.finditer(question or "")]
+    if sum(1 for n in found if n.isupper()) >= 3:
+        found = [n for n in found if not n.isupper()]
     out = []
-    for m in _NAME.finditer(question or ""):
-        name = m.group(0).strip("-")
-        if len(_fold(name)) < 3 or (name.isalpha() and name.isupper() and len(name) <= 3):
+    for name in found:
+        name = _NAME_SUFFIX.sub("", name)
+        acronym = name[:-1] if name.endswith("s") and name[:-1].isupper() else name
+        if len(_fold(name)) < 3 or (acronym.isalpha() and acronym.isupper() and len(acronym) <= 3):
             continue
         out.append(name)
     return list(dict.fromkeys(out))
@@ -133,8 +144,10 @@ def unknown_names(question: str, snapshot: Any) -> list[str]:
     names = question_names(question)
     if not names:
         return []
-    folded = _FOLDED.get(snapshot)
-    if folded is None:
-        folded = "\x00".join(_fold(f"{c.heading_path}\n{c.text}") for c in snapshot.chunks)
-        _FOLDED[snapshot] = folded
-    return [n for n in names if _fold(n) not in folded]
+    with _FOLD_LOCK:  # once per snapshot, not once per thread asking at the same time
+        folded = _FOLDED.get(snapshot)
+        if folded is None:
+            folded = "\x00".join(_fold(f"{c.heading_path}\n{c.text}") for c in snapshot.chunks)
+            _FOLDED[snapshot] = folded
+    # a plural (ResNets, GPUs) counts as written when its singular is
+    return [n for n in names if _fold(n) not in folded and not (n.endswith("s") and _fold(n[:-1]) in folded)]

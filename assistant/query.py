@@ -271,7 +271,9 @@ class NotesAssistant:
         ev = evidence(q, passages, self.settings, lang)
         if ev.enough and nothing_to_look_up(q):  # emoji, symbols or a formula only
             ev = Evidence(False, ev.overlap, ev.similarity, "the question has no word to look up")
-        unknown = unknown_names(q, self.snapshot) if ev.enough else []
+        # the user's own words only: a follow-up rewritten with the last question would
+        # inherit that question's refusal
+        unknown = unknown_names(question, self.snapshot) if ev.enough and self.settings.refuse_unknown_names else []
         if unknown:  # a near miss: the notes discuss the topic, never the thing named
             ev = Evidence(False, ev.overlap, ev.similarity, f"the notes never mention {', '.join(unknown)}")
         yield ("gated", ev)
@@ -394,7 +396,7 @@ class NotesAssistant:
         return head + ("\n" + "\n".join(near) if near else "")
 
 
-# measured on the report part of every suite (benchmarks/README.md, "Answers"): the small
+# measured on the report part of every suite (benchmarks/README.md, "Sentence evidence and extractive answers"): the small
 # embedded models keep more facts quoting the best sentence than writing; a model served
 # by Ollama (7B-class for most users) reads whole passages
 STYLE_BY_BACKEND = {"embedded": "extract", "ollama": "passages"}

@@ -137,7 +137,7 @@ class HybridRetriever(BaseRetriever):
                 keywords = QueryBundle(f"{query} {extra}")
         translated = ""
         wanted = s.translate_questions if self.snap.language == "en" else s.translate_to_chinese
-        if wanted and text_language(query) != self.snap.language:
+        if wanted and self.snap.chunks and text_language(query) != self.snap.language:
             from .crosslang import Dictionary  # loaded (~1 s) on the first question that needs it
 
             translated = Dictionary.packaged().translate(query, self.snap.language)
@@ -208,7 +208,10 @@ def fuse(ranked: dict[str, tuple[Sequence[Hit], float]], settings: Settings, k: 
         for rank, (c, _) in enumerate(ranked["words"][0]):
             if not HAN_COMPAT_CHAR.search(c.embed_text):
                 scores[c.id] += char_w / (rrf_k + rank + 1)
-    sim = {c.id: float(score) for c, score in ranked.get("dense", ([], 0))[0]}
+    sim: dict[str, float] = {}
+    for name in ("dense", "translated"):  # a passage found through the question's translation
+        for c, score in ranked.get(name, ([], 0))[0]:  # keeps that (same-language) cosine too
+            sim[c.id] = max(sim.get(c.id, -1.0), float(score))
     kws = {c.id: float(score) for c, score in ranked.get("words", ([], 0))[0]}
     # 1.0 = first in every list that found anything
     best = sum(w for hits, w in ranked.values() if hits) / (rrf_k + 1) or 1.0

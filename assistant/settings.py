@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     term_expansion: bool = Field(default=False, description="Add the other-language names of a question's terms "
                                  "(mined from the notes, e.g. 自注意力（self-attention）) to its keyword search; off: "
                                  "it won on the tune part, lost on the report part (benchmarks/README.md)")
+    refuse_unknown_names: bool = Field(default=True, description="Refuse a question that names something the notes "
+                                       "never write (AlexNet, ONNX, GPT-2), saying which name they lack")
     translate_questions: bool = Field(default=True, description="A Chinese question over English notes is also "
                                       "searched with its words looked up in CC-CEDICT (keyword and dense side)")
     translate_to_chinese: bool = Field(default=False, description="The same for English questions over Chinese "

@@ -20,8 +20,10 @@ LINES = """# CC-CEDICT
 def test_every_entry_of_a_word_is_kept_senses_in_order_and_cleaned():
     d = Dictionary.from_lines(LINES)
     assert d.zh_en["梯度"] == ["gradient"]
-    # both entries of 通道 (a county and the common word); brackets and "to " are dropped
-    assert d.zh_en["通道"][-3:] == ["channel", "thoroughfare", "passage"]
+    # both entries of 通道, the common word first and the county (a name: capitalised pinyin)
+    # after it, though the file lists the county first; brackets and "to " are dropped
+    assert d.zh_en["通道"][:3] == ["channel", "thoroughfare", "passage"]
+    assert d.zh_en["通道"][3].startswith("Tongdao")
     assert d.zh_en["裁剪"] == ["cut out"]
     assert d.zh_en["个"] == ["individual", "this", "that", "size"]  # the classifier note is no sense
     # English to Chinese: words of two characters or more whose sense is exactly the word

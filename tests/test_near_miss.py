@@ -17,8 +17,12 @@ def test_names_are_what_a_student_would_not_paraphrase():
     assert question_names("AlexNet 用了几块 GPU？在 WikiText-103 上呢？") == ["AlexNet", "WikiText-103"]
     assert question_names("What did YOLOv5 change compared with YOLOv3, and float16?") == ["YOLOv5", "YOLOv3",
                                                                                            "float16"]
-    # short acronyms and ordinary words are not names: notes may spell them out
+    # short acronyms (also as plurals), ordinary words, English suffixes and a question in
+    # capitals are not names: notes may spell them out, and nobody writes "CNN-based" in notes
     assert question_names("What does a CNN learn about the attention weights?") == []
+    assert question_names("What are RNNs good for, and how do CNN-based detectors work?") == []
+    assert question_names("WHAT IS DROPOUT") == []
+    assert question_names("Is BERT-style pretraining used?") == ["BERT"]
 
 
 def test_a_name_written_anywhere_in_the_notes_counts_as_known(examples_index):
@@ -31,6 +35,17 @@ def test_a_name_written_anywhere_in_the_notes_counts_as_known(examples_index):
         assert unknown_names(f"{name.upper()} 是什么？", snap) == []
         assert unknown_names(f"What is {name[:2]}-{name[2:]}?", snap) == []
     assert unknown_names("Transformer 和 ZorbNet-7 的注意力有什么不同？", snap) == ["ZorbNet-7"]
+    # a plural counts as written when its singular is
+    assert unknown_names(f"How do {written[0]}s differ?", snap) == []
+
+
+def test_the_guard_can_be_turned_off(examples_index):
+    from assistant.query import NotesAssistant
+
+    s = examples_index.settings.model_copy(update={"refuse_unknown_names": False})
+    qa = NotesAssistant(s, examples_index.notes_dir)
+    a = qa.ask("Transformer 的多头注意力和 ZorbNet-7 的相比，头数是多少？")
+    assert "ZorbNet-7" not in a.answer
 
 
 @pytest.mark.parametrize("question,lang_word", [
