@@ -62,7 +62,7 @@ class IngestSettings(Protocol):
 EMBED_BATCH = 32
 
 
-SPLITTER_VERSION = 6
+SPLITTER_VERSION = 7
 WRITE_BATCH = 256
 
 
