@@ -28,6 +28,7 @@ MAX_CLAIM_CHARS = 120
 # a second or third sentence only when it scores close held fewer; a minimum score refused
 # more answerable questions than near misses at every threshold tried
 SENTENCES = 3
+_INLINE_MATH = re.compile(r"\$\$.*?\$\$|\$[^$]+\$", re.S)
 _CLAUSE_END = re.compile(r"(?<=[，；：,;:])\s*|(?<=[。！？!?])\s*")
 
 
@@ -38,7 +39,10 @@ def trim(sentence: str, question: str, limit: int = MAX_CLAIM_CHARS, embedder: A
     text = " ".join(sentence.split()) if not HAN_CHAR.search(sentence) else sentence.strip()
     if len(text) <= limit:
         return text
-    cuts = [0] + [m.end() for m in _CLAUSE_END.finditer(text) if 0 < m.end() < len(text)] + [len(text)]
+    # never inside a formula ("$(\mathbf{x}_i, y_i)$" holds a comma)
+    math = [m.span() for m in _INLINE_MATH.finditer(text)]
+    cuts = [0] + [m.end() for m in _CLAUSE_END.finditer(text) if 0 < m.end() < len(text)
+                  and not any(a < m.end() < b for a, b in math)] + [len(text)]
     cues = answer_cues(question)
     pieces = []
     for i in range(len(cuts) - 1):
@@ -47,6 +51,10 @@ def trim(sentence: str, question: str, limit: int = MAX_CLAIM_CHARS, embedder: A
             if len(piece) > limit:
                 break
             pieces.append(piece)
+    # a clause too short to say anything ("In other words,") is no answer: at least half the
+    # limit when the sentence has a run that long
+    if any(len(p) >= limit // 2 for p in pieces):
+        pieces = [p for p in pieces if len(p) >= limit // 2]
     dense = [0.0] * len(pieces)
     if embedder is not None and pieces:  # a question in the other language shares no words with the note
         q = embedder.get_query_embedding(question)

@@ -49,9 +49,21 @@ class Sentence:
         return _SPACE_BEFORE_MARK.sub("", one_line(self.plain))  # "in :numref:`x`, we" left "in , we"
 
 
-def candidates(passages: Sequence[Passage], limit: int) -> list[Sentence]:
-    """The prose sentences of the first ``limit`` passages (labels, image lines and lone
-    formulas left out)."""
+_MATH = re.compile(r"\$\$.*?\$\$|\$[^$]*\$|\\\(.*?\\\)|\\\[.*?\\\]|\\begin\{(\w+\*?)\}.*?\\end\{\1\}", re.S)
+_LATEX_COMMAND = re.compile(r"\\[A-Za-z]+\*?")
+ASKS_FORMULA = re.compile(r"公式|表达式|式子|formula|equation|expression for", re.I)
+
+
+def words_outside_math(plain: str) -> set[str]:
+    """The terms of a sentence once its formulas and LaTeX commands are taken out: a display
+    formula, or a piece of one that a sentence end cut ("… \\longrightarrow f_{t+1} $$"), is
+    no answer in words (measured on tune: e5 ranked such pieces first for many questions)."""
+    return terms(_LATEX_COMMAND.sub(" ", _MATH.sub(" ", plain)))
+
+
+def candidates(passages: Sequence[Passage], limit: int, formulas: bool = False) -> list[Sentence]:
+    """The prose sentences of the first ``limit`` passages (labels, image lines and, unless
+    ``formulas``, sentences with fewer than three words outside their formulas left out)."""
     out: list[Sentence] = []
     seen: set[str] = set()
     for n, p in enumerate(passages[:limit], 1):
@@ -62,6 +74,8 @@ def candidates(passages: Sequence[Passage], limit: int) -> list[Sentence]:
             verbatim = text[s:e].strip()
             plain = clean_markup(verbatim).strip()
             if len(plain) < MIN_PLAIN_CHARS or len(terms(plain)) < 3:
+                continue
+            if not formulas and len(words_outside_math(plain)) < 3:
                 continue
             key = re.sub(r"\s+", "", plain)
             if key in seen:  # the same sentence in two passages: keep the better-ranked one
@@ -113,5 +127,5 @@ def score(sents: list[Sentence], weights: dict[str, float] | None = None) -> lis
 def rank_sentences(question: str, passages: Sequence[Passage], embedder: Any = None, limit: int = 4,
                    weights: dict[str, float] | None = None) -> list[Sentence]:
     """The sentences of the first ``limit`` passages, best first."""
-    sents = featurize(question, candidates(passages, limit), embedder)
+    sents = featurize(question, candidates(passages, limit, bool(ASKS_FORMULA.search(question))), embedder)
     return score(sents, weights)

@@ -34,7 +34,7 @@ def collect(suite_path: Path, part: str, limit: int, work: Path, chunk_chars: in
     from assistant.answer import question_language
     from assistant.eval import facts_found
     from assistant.query import NotesAssistant
-    from assistant.sentences import candidates, featurize
+    from assistant.sentences import ASKS_FORMULA, candidates, featurize
     from assistant.settings import load_settings
     from assistant.indexing import ingest_notes as run_ingest
 
@@ -54,7 +54,7 @@ def collect(suite_path: Path, part: str, limit: int, work: Path, chunk_chars: in
         lang = question_language(c.question)
         gate = evidence(c.question, ps, s, lang).enough
         cross = lang != qa.snapshot.language
-        sents = featurize(c.question, candidates(ps, limit), qa.snapshot.embedder)
+        sents = featurize(c.question, candidates(ps, limit, bool(ASKS_FORMULA.search(c.question))), qa.snapshot.embedder)
         rows.append({"suite": suite_path.stem, "id": c.id, "lang": lang, "answerable": c.answerable,
                      "gate": gate, "cross": cross, "facts": c.must_include,
                      "sentences": [{"text": x.plain, "features": x.features, "typed": answers(c.question, x),
