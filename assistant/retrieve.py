@@ -135,14 +135,9 @@ class HybridRetriever(BaseRetriever):
             extra = translate_terms(query, self.snap.terms)
             if extra:
                 keywords = QueryBundle(f"{query} {extra}")
-        translated = ""
-        wanted = s.translate_questions if self.snap.language == "en" else s.translate_to_chinese
-        if wanted and self.snap.chunks and text_language(query) != self.snap.language:
-            from .crosslang import Dictionary  # loaded (~1 s) on the first question that needs it
-
-            translated = Dictionary.packaged().translate(query, self.snap.language)
-            if translated:
-                keywords = QueryBundle(f"{keywords.query_str} {translated}")
+        translated = self.translation(query)
+        if translated:
+            keywords = QueryBundle(f"{keywords.query_str} {translated}")
         ranked = {name: (r.hits(b), w) for name, r, b, w in (
             ("dense", self.dense, bundle, s.vector_weight), ("words", self.keyword, keywords, s.keyword_weight),
             ("chars", self.chars, keywords, s.char_weight)) if w > 0}
@@ -150,6 +145,17 @@ class HybridRetriever(BaseRetriever):
             # the translation embedded too: e5 matches it with the notes' own language
             ranked["translated"] = (self.dense.hits(QueryBundle(translated)), s.vector_weight)
         return fuse(ranked, s, k, query, self.snap.duplicates_of)
+
+    def translation(self, query: str) -> str:
+        """The question's words in the notes' language when it is asked in the other one and
+        the settings translate that direction (``crosslang``); else empty."""
+        s = self.settings
+        wanted = s.translate_questions if self.snap.language == "en" else s.translate_to_chinese
+        if wanted and self.snap.chunks and text_language(query) != self.snap.language:
+            from .crosslang import Dictionary  # loaded (~1 s) on the first question that needs it
+
+            return Dictionary.packaged().translate(query, self.snap.language)
+        return ""
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         return [_node(p.chunk, p.score) for p in self.search(query_bundle.query_str)]
