@@ -279,11 +279,13 @@ def build_app(settings: Settings, qa: NotesAssistant | None = None) -> gr.Blocks
                                container=True)
 
         ask_out = [msg, chatbot, state, sources, pick, answer_json]
-        # always_last: a question asked while an answer is still finishing waits for it, never lost
+        # multiple: a question asked while an answer is still finishing queues behind it (concurrency 1),
+        # never lost; always_last deferred it in the browser until the abandoned answer's last update
+        # reached the page, which after New chat it never did (the next question hung)
         send.click(core.respond, [msg, state], ask_out, api_name="ask", concurrency_id="model",
-                   concurrency_limit=1, trigger_mode="always_last")
+                   concurrency_limit=1, trigger_mode="multiple")
         msg.submit(core.respond, [msg, state], ask_out, api_name=False, concurrency_id="model",
-                   concurrency_limit=1, trigger_mode="always_last")
+                   concurrency_limit=1, trigger_mode="multiple")
 
         new.click(core.new_chat, None, ask_out + [note], api_name="new_chat")
         chatbot.clear(core.new_chat, None, ask_out + [note], api_name=False)  # the bin icon starts over too
