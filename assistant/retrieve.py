@@ -86,6 +86,23 @@ class DenseRetriever(_HitRetriever):
         return self.snap.dense_hits(query_bundle.query_str, self.top_k, query_bundle.embedding)
 
 
+class SentenceRetriever(_HitRetriever):
+    """Chunks ranked by their best sentence's vector (:mod:`ingest.sentence_index`): a
+    question asks for one fact, and a chunk's one vector averages all of its sentences.
+    The node's score is that sentence's cosine similarity."""
+
+    def __init__(self, snap: IndexSnapshot, top_k: int = 30):
+        super().__init__()
+        self.snap = snap
+        self.top_k = top_k
+
+    def hits(self, query_bundle: QueryBundle) -> list[Hit]:
+        if self.snap.sentence_vectors is None or not self.snap.chunks:
+            return []
+        embedding = query_bundle.embedding or self.snap.embedder.get_query_embedding(query_bundle.query_str)
+        return self.snap.sentence_hits(embedding, self.top_k)
+
+
 @dataclass
 class Location:
     file: str
@@ -125,11 +142,14 @@ class HybridRetriever(BaseRetriever):
         self.dense = DenseRetriever(snap, n)
         self.keyword = KeywordRetriever(snap, n)
         self.chars = KeywordRetriever(snap, n, chars=True)
+        self.sentences = SentenceRetriever(snap, n)
 
     def search(self, query: str, top_k: int | None = None) -> list[Passage]:
         k = top_k or self.top_k
-        bundle = QueryBundle(query)
         s = self.settings
+        bundle = QueryBundle(query)
+        if s.vector_weight > 0 and s.sentence_weight > 0 and self.snap.sentence_vectors is not None:
+            bundle.embedding = self.snap.embedder.get_query_embedding(query)  # once, for both dense lists
         keywords = bundle
         if s.term_expansion and text_language(query) != self.snap.language:
             extra = translate_terms(query, self.snap.terms)
@@ -140,7 +160,8 @@ class HybridRetriever(BaseRetriever):
             keywords = QueryBundle(f"{keywords.query_str} {translated}")
         ranked = {name: (r.hits(b), w) for name, r, b, w in (
             ("dense", self.dense, bundle, s.vector_weight), ("words", self.keyword, keywords, s.keyword_weight),
-            ("chars", self.chars, keywords, s.char_weight)) if w > 0}
+            ("chars", self.chars, keywords, s.char_weight),
+            ("sentences", self.sentences, bundle, s.vector_weight * s.sentence_weight)) if w > 0}
         if translated and s.vector_weight > 0:
             # the translation embedded too: e5 matches it with the notes' own language
             ranked["translated"] = (self.dense.hits(QueryBundle(translated)), s.vector_weight)

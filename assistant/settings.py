@@ -69,6 +69,8 @@ class Settings(BaseSettings):
                                  "section neighbours while the budget allows")
     vector_weight: float = Field(default=1.0, ge=0)
     keyword_weight: float = Field(default=1.0, ge=0)
+    sentence_weight: float = Field(default=1.0, ge=0, description="Weight (times vector_weight) of the chunks "
+                                   "ranked by their best sentence's vector beside the chunks' own vectors; 0 = off")
     char_weight: float = Field(default=0.0, ge=0, description="Weight of the Chinese character n-gram index "
                                "in the fusion (it catches what word segmentation misses)")
     rrf_k: int = Field(default=60, ge=1)

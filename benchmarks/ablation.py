@@ -34,12 +34,14 @@ CUTOFFS = (1, 3, 5, 10)
 # each variant: settings overrides (fusion) and keyword options; "shipped" is the product as it is
 PLAIN = {"char_weight": 0.0, "code_penalty": 0.0, "question_penalty": 1.0, "vector_weight": 1.0,
          "keyword_weight": 1.0, "term_expansion": False, "stem_english": False, "translate_questions": False,
-         "translate_to_chinese": False}
+         "translate_to_chinese": False, "sentence_weight": 0.0}
 VARIANTS: dict[str, dict] = {
     # the plain baseline: prose chunks merged within a section, heading path embedded,
     # code left out, e5 + BM25 over jieba / lower-cased words, plain RRF (k=60)
     "baseline": dict(PLAIN),
     "baseline+stem": {**PLAIN, "stem_english": True},
+    "baseline+sentences": {**PLAIN, "sentence_weight": 1.0},
+    "baseline+sentences.5": {**PLAIN, "sentence_weight": 0.5},
     "baseline+chars.25": {**PLAIN, "char_weight": 0.25},
     "baseline+exercise.5": {**PLAIN, "question_penalty": 0.5},
     "baseline+code.5": {**PLAIN, "code_penalty": 0.5},

@@ -307,8 +307,9 @@ def char_index_tokens(chunks: list[StoredChunk]) -> list[list[str]]:
     return [char_ngrams(c.embed_text) or ["\x00"] for c in chunks]
 
 
-def write_snapshot(index_dir: Path, chunks: list[StoredChunk], name: str, vectors=None) -> None:
-    """Write chunks + BM25 (+ the chunks' vectors) into ``snapshots/<name>`` (a new folder, never in place).
+def write_snapshot(index_dir: Path, chunks: list[StoredChunk], name: str, vectors=None, sentences=None) -> None:
+    """Write chunks + BM25 (+ the chunks' vectors, + the sentence vectors: an
+    ``ingest.sentence_index.SentenceVectors``) into ``snapshots/<name>`` (a new folder, never in place).
 
     ``vectors`` (row i is the embedding of chunks[i]) lets readers of the local index search
     without opening Chroma's PersistentClient, which is not safe beside a writing process:
@@ -342,6 +343,8 @@ def write_snapshot(index_dir: Path, chunks: list[StoredChunk], name: str, vector
             np.save(f, arr)
             f.flush()
             os.fsync(f.fileno())
+    if sentences is not None:
+        sentences.save(tmp)
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
 

@@ -45,7 +45,11 @@ from .index import (
 from .keywords import TOKENIZER_VERSION
 from .load import walk
 from .plan import Plan, Progress, Reading, plan_changes, read_notes, walk_skipped
+from .sentence_index import SENTENCES_FILE
 from .split import split_text
+from .vector_store import EMBED_BATCH, Model, all_ids, delete_stale, sentence_vectors, snapshot_vectors, store_missing
+
+__all__ = ["EMBED_BATCH", "IngestSummary", "run_ingest", "split_options"]
 
 class IngestSettings(Protocol):
     """What ingest reads of the settings (``assistant.settings.Settings`` has it all)."""
@@ -59,11 +63,7 @@ class IngestSettings(Protocol):
     embed_headings: bool
 
 
-EMBED_BATCH = 32
-
-
 SPLITTER_VERSION = 7
-WRITE_BATCH = 256
 
 
 class _Quiet:
@@ -92,6 +92,7 @@ class IngestSummary:
     chunks: int = 0
     chunks_embedded: int = 0
     chunks_reused: int = 0
+    sentences_embedded: int = 0
     chunks_deleted: int = 0
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
@@ -286,20 +287,22 @@ def _ingest_locked(settings: IngestSettings, notes_dir: Path, index_dir: Path, m
 
     client = chroma_client(index_dir, settings.chroma_url)
     col = get_collection(client, collection_name(index_dir, settings.chroma_url))
-    stored_ids = set(_all_ids(col))
+    stored_ids = set(all_ids(col))
     missing = [c for c in all_chunks if c.id not in stored_ids]
+    model = Model(embedder)
     hook("before-embed")
     known_vectors: dict[str, Any] = {}  # text_hash -> vector
     if missing:
-        known_vectors = _store_missing(col, missing, settings, embedder, progress, summary, hook)
+        known_vectors = store_missing(col, missing, model, progress, summary, hook)
     hook("before-publish")
     if not notes_dir.exists():
         raise NotesFolderError(f"notes folder {notes_dir} vanished during the ingest: nothing was changed")
 
-    vectors = _snapshot_vectors(col, all_chunks, known_vectors, index_dir, old, old_list)
-    name = _publish(settings, notes_dir, index_dir, model_id, live, all_chunks, vectors, new_files, options, hook,
-                    skipped)
-    summary.chunks_deleted = _delete_stale(col, stored_ids - {c.id for c in all_chunks})
+    vectors = snapshot_vectors(col, all_chunks, known_vectors, index_dir, old, old_list)
+    sentences = sentence_vectors(all_chunks, index_dir, old, old_list, model, progress, summary)
+    name = _publish(settings, notes_dir, index_dir, model_id, live, all_chunks, (vectors, sentences), new_files,
+                    options, hook, skipped)
+    summary.chunks_deleted = delete_stale(col, stored_ids - {c.id for c in all_chunks})
     prune_snapshots(index_dir, keep=[name, live] if live else [name])
     return summary
 
@@ -338,12 +341,12 @@ def _unique_chunks(chunks_by_file: dict[str, list[StoredChunk]]) -> list[StoredC
 
 
 def _publish(settings: IngestSettings, notes_dir: Path, index_dir: Path, model_id: str, live: str | None,
-             chunks: list[StoredChunk], vectors, files: dict[str, dict[str, Any]], options: dict[str, Any],
+             chunks: list[StoredChunk], vectors: tuple[Any, Any], files: dict[str, dict[str, Any]], options: dict[str, Any],
              hook, skipped: dict[str, str] | None = None) -> str:
     """Write the new snapshot, then the manifest that makes it live; returns the snapshot's name."""
     name = next_snapshot_name(live)
     try:
-        write_snapshot(index_dir, chunks, name, vectors)
+        write_snapshot(index_dir, chunks, name, *vectors)
         hook("before-manifest")
         Manifest(str(notes_dir), model_id, settings.chunk_chars, name, files, options=options,
                  skipped=skipped).save(index_dir)
@@ -359,14 +362,6 @@ def _publish(settings: IngestSettings, notes_dir: Path, index_dir: Path, model_i
     return name
 
 
-def _delete_stale(col, stale_ids: set[str]) -> int:
-    """Chroma entries no manifest points to any more (this run's leftovers, or a killed run's)."""
-    stale = list(stale_ids)
-    for i in range(0, len(stale), 5000):
-        col.delete(ids=stale[i:i + 5000])
-    return len(stale)
-
-
 def _collect_garbage_only(settings: IngestSettings, notes_dir: Path, index_dir: Path, old: Manifest, found,
                           reading: Reading) -> IngestSummary | None:
     """The empty plan: the index holds the folder as it is, so no snapshot is loaded or
@@ -377,6 +372,8 @@ def _collect_garbage_only(settings: IngestSettings, notes_dir: Path, index_dir: 
     want = {i for meta in old.files.values() for i in meta.get("chunks", [])}
     if want and load_snapshot_vectors(index_dir, old.snapshot, len(want), mmap=True) is None:
         return None  # no vectors.npy (an index from before they were kept), or a damaged one
+    if want and not (index_dir / "snapshots" / old.snapshot / SENTENCES_FILE).exists():
+        return None  # an index from before sentence vectors: the full run adds them
     try:  # a torn write leaves a file that does not end its JSON array: let the full run repair it
         with open(chunks_json, "rb") as f:
             f.seek(max(0, f.seek(0, os.SEEK_END) - 1))
@@ -389,14 +386,14 @@ def _collect_garbage_only(settings: IngestSettings, notes_dir: Path, index_dir: 
         return None  # what is skipped changed (or was never recorded): the manifest says why, so rewrite it
     col = get_collection(chroma_client(index_dir, settings.chroma_url),
                          collection_name(index_dir, settings.chroma_url))
-    stored = set(_all_ids(col))
+    stored = set(all_ids(col))
     if not want <= stored:  # Chroma lost chunks (a wiped server, a deleted folder): re-upload them
         return None
     summary = IngestSummary(str(notes_dir), str(index_dir), skipped=len(found.skipped) + len(found.outside),
                             unreadable=reading.unreadable + len(found.unreadable))
     summary.warnings.extend(found.warnings())  # links out of the folder, files that cannot be read
     summary.warnings.extend(reading.warnings)
-    summary.chunks_deleted = _delete_stale(col, stored - want)
+    summary.chunks_deleted = delete_stale(col, stored - want)
     # what a killed run left: an unfinished snapshot (*.tmp), generations before the last two
     gen = old.snapshot.split("-")[-1]
     previous = f"gen-{int(gen) - 1:06d}" if old.snapshot.startswith("gen-") and gen.isdigit() else old.snapshot
@@ -412,88 +409,3 @@ def split_options(settings: IngestSettings) -> dict[str, Any]:
     return {"embed_headings": bool(getattr(settings, "embed_headings", True)), "splitter": SPLITTER_VERSION,
             "tokenizer": TOKENIZER_VERSION, "chunk_chars_en": getattr(settings, "chunk_chars_en", None)}
 
-
-def _all_ids(col) -> list[str]:
-    ids: list[str] = []
-    offset = 0
-    while True:
-        batch = col.get(include=[], limit=20000, offset=offset)["ids"]
-        ids.extend(batch)
-        if len(batch) < 20000:
-            return ids
-        offset += len(batch)
-
-
-def _snapshot_vectors(col, chunks: list[StoredChunk], known: dict[str, Any], index_dir: Path,
-                      old: Manifest | None, old_list: list[StoredChunk]):
-    """Row i = the embedding of ``chunks[i]``, for the snapshot: from this run, else the
-    previous snapshot, else Chroma (chunks a killed run stored, or an index without vectors.npy)."""
-    import numpy as np
-
-    if not chunks:
-        return np.zeros((0, 0), dtype=np.float32)
-    if old and old.snapshot and any(c.text_hash not in known for c in chunks):
-        prev = load_snapshot_vectors(index_dir, old.snapshot, len(old_list))
-        if prev is not None:
-            for c, v in zip(old_list, prev):
-                known.setdefault(c.text_hash, v)
-    ask = [c.id for c in chunks if c.text_hash not in known]
-    for i in range(0, len(ask), 500):
-        got = col.get(ids=ask[i:i + 500], include=["embeddings", "metadatas"])
-        for meta, emb in zip(got["metadatas"], got["embeddings"]):
-            known.setdefault(meta["text_hash"], emb)
-    lost = [c for c in chunks if c.text_hash not in known]
-    if lost:  # cannot happen after _store_missing; never publish a snapshot with holes
-        raise RuntimeError(f"{len(lost)} chunks have no vector in Chroma, e.g. {lost[0].file}:{lost[0].line_start}")
-    return np.asarray([known[c.text_hash] for c in chunks], dtype=np.float32)
-
-
-def _store_missing(col, missing: list[StoredChunk], settings: IngestSettings, embedder, progress: Progress,
-                   summary: IngestSummary, hook) -> dict[str, Any]:
-    """Upsert ``missing`` into Chroma, embedding what no stored chunk already has; returns
-    text_hash -> vector for every chunk it stored."""
-    # reuse embeddings of identical text already stored (renamed files, repeated passages)
-    reuse: dict[str, list[float]] = {}
-    hashes = sorted({c.text_hash for c in missing})
-    for i in range(0, len(hashes), 500):
-        got = col.get(where={"text_hash": {"$in": hashes[i:i + 500]}}, include=["embeddings", "metadatas"])
-        for meta, emb in zip(got["metadatas"], got["embeddings"]):
-            reuse.setdefault(meta["text_hash"], list(emb))
-    to_embed: dict[str, str] = {}
-    for c in missing:
-        if c.text_hash not in reuse:
-            to_embed.setdefault(c.text_hash, c.embed_text)
-
-    if embedder is None:
-        raise TypeError("run_ingest needs an embedder (or make_embedder) to embed new chunks")
-    if not hasattr(embedder, "get_text_embedding_batch"):
-        embedder = embedder()  # a factory: build the model only now that there is work for it
-
-    pending = [c for c in missing if c.text_hash in reuse]
-    summary.chunks_reused = len(pending)
-    if pending:
-        _upsert(col, pending, reuse)
-    progress.stage("embedding chunks", len(to_embed))
-    items = list(to_embed.items())
-    waiting = [c for c in missing if c.text_hash not in reuse]
-    by_hash: dict[str, list[StoredChunk]] = {}
-    for c in waiting:
-        by_hash.setdefault(c.text_hash, []).append(c)
-    for i in range(0, len(items), EMBED_BATCH):
-        batch = items[i:i + EMBED_BATCH]
-        vectors = embedder.get_text_embedding_batch([t for _, t in batch])
-        for (h, _), v in zip(batch, vectors):
-            reuse[h] = v
-        ready = [c for h, _ in batch for c in by_hash[h]]
-        _upsert(col, ready, reuse)
-        summary.chunks_embedded += len(ready)
-        progress.advance(len(batch))
-        hook("embedded-batch")
-    return reuse
-
-
-def _upsert(col, chunks: list[StoredChunk], vectors: dict[str, list[float]]) -> None:
-    for i in range(0, len(chunks), WRITE_BATCH):
-        part = chunks[i:i + WRITE_BATCH]
-        col.upsert(ids=[c.id for c in part], embeddings=[vectors[c.text_hash] for c in part],
-                   documents=[c.text for c in part], metadatas=[c.metadata() for c in part])

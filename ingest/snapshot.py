@@ -23,6 +23,7 @@ from .errors import IndexMismatchError, NoIndexError, UserError
 from .index import (CHARS_BM25, VECTORS_FILE, CorruptIndexError, Manifest, StoredChunk, char_index_tokens, chroma_client,
                     chroma_errors, collection_name, embedder_id, get_collection, index_dir_for, load_snapshot_chunks,
                     load_snapshot_vectors, notes_folder)
+from .sentence_index import SentenceVectors
 from .text import text_language
 
 Hit = tuple[StoredChunk, float]  # a chunk and its score in one ranked list
@@ -86,6 +87,9 @@ class IndexSnapshot:
                 if raw_vectors is None:
                     raise NoIndexError(f"the index file {vec_file} is unreadable: "
                                        f"run `assistant ingest --rebuild {self.notes_dir}`")
+        # opened now too; None for an index written before sentence vectors were kept
+        self.sentence_vectors = SentenceVectors.load(self.index_dir / "snapshots" / manifest.snapshot,
+                                                     len(self.chunks)) if self.chunks else None
         # the dense side, chosen once
         self.dense: VectorFileSearch | ChromaSearch = (
             VectorFileSearch(self, raw_vectors) if raw_vectors is not None else ChromaSearch(self))
@@ -213,6 +217,13 @@ class IndexSnapshot:
         if not self.chunks:
             return []
         return self.dense.search(query, top_k, embedding)
+
+    def sentence_hits(self, embedding: Sequence[float], top_k: int) -> list[Hit]:
+        """Chunks by the cosine of their best sentence to the question's vector
+        (:mod:`ingest.sentence_index`); empty for an index without sentence vectors."""
+        if self.sentence_vectors is None:
+            return []
+        return [(self.chunks[row], sim) for row, sim in self.sentence_vectors.search(embedding, top_k)]
 
     def stats(self) -> dict[str, Any]:
         return {"notes_dir": str(self.notes_dir), "index_dir": str(self.index_dir),
