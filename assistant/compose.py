@@ -29,6 +29,12 @@ MAX_CLAIM_CHARS = 120
 # more answerable questions than near misses at every threshold tried
 SENTENCES = 3
 _INLINE_MATH = re.compile(r"\$\$.*?\$\$|\$[^$]+\$", re.S)
+# a question for the formula itself (not one that mentions a formula: "softmax 公式里的分母叫什么")
+ASKS_FOR_FORMULA = re.compile(r"(公式|表达式|式子)(是什么|长什么样|怎么写|如何写|是怎样)|什么(样的)?(公式|表达式)|写出.{0,8}"
+                              r"(公式|表达式)|\b(formula|equation|expression) (for|of)\b|what (is|are) the (formula|equation)"
+                              r"|write (down )?the (formula|equation)", re.I)
+# what a sentence that gives a formula holds: LaTeX math, or an equation written plainly
+_FORMULA = re.compile(r"\$|\\\(|\\\[|\\begin\{|\S\s*=\s*\S")
 _CLAUSE_END = re.compile(r"(?<=[，；：,;:])\s*|(?<=[。！？!?])\s*")
 
 
@@ -90,6 +96,8 @@ def extractive(question: str, ranked: Sequence[Sentence], embedder: Any = None,
     if not ranked or not answers(question, ranked[0]):
         return None
     chosen = list(ranked[:sentences])
+    if ASKS_FOR_FORMULA.search(question) and not any(_FORMULA.search(s.verbatim) for s in chosen):
+        return None  # a near miss: the notes discuss it, but never write the formula asked for
     parts = []
     for s in chosen:
         claim = trim(s.one_line, question, embedder=embedder).rstrip().rstrip("，,;；:：、")

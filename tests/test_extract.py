@@ -161,3 +161,18 @@ def test_the_answer_type_asked_for_is_cued_in_the_sentence(question, sentence, w
     from assistant.extract import answer_cues
 
     assert any(cue.search(sentence) for cue in answer_cues(question)) is wanted
+
+
+@pytest.mark.parametrize("note_text, answered", [
+    ("# 激活函数\n\nGELU 是一种平滑的激活函数，在 Transformer 和 BERT 里很常用。\n\n"
+     "它在负区间不像 ReLU 那样直接截断为零。\n", False),
+    ("# 激活函数\n\nGELU 是一种平滑的激活函数，在 Transformer 和 BERT 里很常用。\n\n"
+     "它的公式是 $\\mathrm{GELU}(x) = x\\Phi(x)$，其中 $\\Phi$ 是标准正态分布的分布函数。\n", True),
+])
+def test_a_question_for_a_formula_needs_a_sentence_that_writes_one(embedder, note_text, answered):
+    chunks = [StoredChunk.from_chunk(c) for c in split_text(note_text, "act.md")]
+    q = "GELU 激活函数的数学公式是什么？"
+    text = extractive(q, rank_sentences(q, _passages(chunks), embedder))
+    assert (text is not None) == answered
+    if answered:
+        assert "x\\Phi(x)" in text
