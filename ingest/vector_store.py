@@ -8,14 +8,21 @@ its factory only when something needs embedding (an unchanged folder never loads
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .index import Manifest, StoredChunk, load_snapshot_vectors
 from .sentence_index import SentenceVectors
 
 if TYPE_CHECKING:
-    from .pipeline import IngestSummary
     from .plan import Progress
+
+
+class Counts(Protocol):
+    """What the run counts here (``ingest.pipeline.IngestSummary`` has it)."""
+
+    chunks_embedded: int
+    chunks_reused: int
+    sentences_embedded: int
 
 EMBED_BATCH = 32
 WRITE_BATCH = 256
@@ -37,7 +44,7 @@ class Model:
 
 
 def sentence_vectors(chunks: list[StoredChunk], index_dir: Path, old: Manifest | None, old_list: list[StoredChunk],
-                     model: Model, progress: Progress, summary: IngestSummary) -> SentenceVectors:
+                     model: Model, progress: Progress, summary: Counts) -> SentenceVectors:
     """The sentence vectors of the new snapshot (:mod:`ingest.sentence_index`): the previous
     snapshot's where the sentence is the same, the rest embedded now."""
     previous = None
@@ -93,7 +100,7 @@ def snapshot_vectors(col, chunks: list[StoredChunk], known: dict[str, Any], inde
 
 
 def store_missing(col, missing: list[StoredChunk], model: Model, progress: Progress,
-                   summary: IngestSummary, hook) -> dict[str, Any]:
+                   summary: Counts, hook) -> dict[str, Any]:
     """Upsert ``missing`` into Chroma, embedding what no stored chunk already has; returns
     text_hash -> vector for every chunk it stored."""
     # reuse embeddings of identical text already stored (renamed files, repeated passages)
