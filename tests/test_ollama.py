@@ -298,7 +298,9 @@ def test_embeddings_through_ollama_and_no_mixing(standin, tmp_path):
     assert p.returncode == 0, p.stderr
     summary = json.loads(p.stdout)
     embeds = [r for r in standin.requests if r["path"] == "/api/embed"]
-    assert summary["chunks_embedded"] > 0 and sum(r["inputs"] for r in embeds) == summary["chunks_embedded"]
+    # every chunk and every prose sentence (ingest/sentence_index.py) embedded by Ollama, once
+    assert summary["chunks_embedded"] > 0 and summary["sentences_embedded"] > 0
+    assert sum(r["inputs"] for r in embeds) == summary["chunks_embedded"] + summary["sentences_embedded"]
     assert {r["model"] for r in embeds} == {"bge-m3"}
 
     before = len(standin.requests)
