@@ -50,11 +50,16 @@ def _write(notes: Path, a: str = NOTE_A, b: str = NOTE_B) -> None:
     (notes / "reg.md").write_text(b, encoding="utf-8")
 
 
-def test_every_prose_sentence_has_a_unit_vector_and_code_has_none(tmp_path, embedder):
+def _ingested(tmp_path: Path, embedder):
+    """The two notes ingested once: (settings, notes folder, summary)."""
     notes = tmp_path / "notes"
     _write(notes)
     s = make_settings(tmp_path / "data")
-    summary = run_ingest(s, notes, embedder=embedder)
+    return s, notes, run_ingest(s, notes, embedder=embedder)
+
+
+def test_every_prose_sentence_has_a_unit_vector_and_code_has_none(tmp_path, embedder):
+    s, notes, summary = _ingested(tmp_path, embedder)
     folder, chunks = _snapshot_dir(s, notes)
     sv = SentenceVectors.load(folder, len(chunks), keys=True)
     expected = [(row, t) for row, c in enumerate(chunks) for t in sentence_texts(c)]
@@ -70,10 +75,7 @@ def test_every_prose_sentence_has_a_unit_vector_and_code_has_none(tmp_path, embe
 
 
 def test_a_reingest_embeds_only_the_new_sentences(tmp_path, embedder):
-    notes = tmp_path / "notes"
-    _write(notes)
-    s = make_settings(tmp_path / "data")
-    run_ingest(s, notes, embedder=embedder)
+    s, notes, _ = _ingested(tmp_path, embedder)
     _, before = _snapshot_dir(s, notes)
     old_texts = {t for c in before for t in sentence_texts(c)}
     _write(notes, b=NOTE_B.replace("测试时不再丢弃任何单元。", "测试时不再丢弃任何单元，输出也不用再缩放。"))
@@ -90,10 +92,7 @@ def test_a_chunk_is_found_by_its_best_sentence(tmp_path, embedder):
 
     from assistant.query import NotesAssistant
 
-    notes = tmp_path / "notes"
-    _write(notes)
-    s = make_settings(tmp_path / "data")
-    run_ingest(s, notes, embedder=embedder)
+    s, notes, _ = _ingested(tmp_path, embedder)
     qa = NotesAssistant(s, notes_dir=notes, embedder=embedder)
     q = "What value is usually chosen for the momentum coefficient?"
     hits = qa.retriever.sentences.hits(QueryBundle(q))
@@ -107,10 +106,7 @@ def test_a_chunk_is_found_by_its_best_sentence(tmp_path, embedder):
 def test_an_index_without_sentence_vectors_answers_and_the_next_ingest_adds_them(tmp_path, embedder):
     from assistant.query import NotesAssistant
 
-    notes = tmp_path / "notes"
-    _write(notes)
-    s = make_settings(tmp_path / "data")
-    run_ingest(s, notes, embedder=embedder)
+    s, notes, _ = _ingested(tmp_path, embedder)
     folder, chunks = _snapshot_dir(s, notes)
     for name in (SENTENCES_FILE, OWNER_FILE, KEYS_FILE):
         (folder / name).unlink()
@@ -124,10 +120,7 @@ def test_an_index_without_sentence_vectors_answers_and_the_next_ingest_adds_them
 
 
 def test_torn_sentence_files_are_no_index(tmp_path, embedder):
-    notes = tmp_path / "notes"
-    _write(notes)
-    s = make_settings(tmp_path / "data")
-    run_ingest(s, notes, embedder=embedder)
+    s, notes, _ = _ingested(tmp_path, embedder)
     folder, chunks = _snapshot_dir(s, notes)
     shutil.copy(folder / OWNER_FILE, tmp_path / "owner.npy")
     (folder / OWNER_FILE).write_bytes((tmp_path / "owner.npy").read_bytes()[:20])
