@@ -142,12 +142,35 @@ def unknown_names(question: str, snapshot: Any) -> list[str]:
     notes discuss the topic, not the thing asked. Measured on every suite (benchmarks/README.md,
     "Refusals"): no answerable question names something its notes never write."""
     names = question_names(question)
-    if not names:
+    glosses = question_glosses(question)
+    if not names and not glosses:
         return []
     with _FOLD_LOCK:  # once per snapshot, not once per thread asking at the same time
         folded = _FOLDED.get(snapshot)
         if folded is None:
-            folded = "\x00".join(_fold(f"{c.heading_path}\n{c.text}") for c in snapshot.chunks)
+            texts = [f"{c.heading_path}\n{c.text}" for c in snapshot.chunks]
+            folded = ("\x00".join(_fold(t) for t in texts), "\x00".join(texts).lower())
             _FOLDED[snapshot] = folded
+    letters, raw = folded
     # a plural (ResNets, GPUs) counts as written when its singular is
-    return [n for n in names if _fold(n) not in folded and not (n.endswith("s") and _fold(n[:-1]) in folded)]
+    out = [n for n in names if _fold(n) not in letters and not (n.endswith("s") and _fold(n[:-1]) in letters)]
+    # a glossed term counts as written when the notes write the term or its gloss
+    out += [gloss for term, gloss in glosses if _fold(gloss) not in letters
+            and not (term and (_fold(term) in letters if term.isascii() else term.lower() in raw))]
+    return list(dict.fromkeys(out))
+
+
+# A term given with its gloss in brackets ("计划采样（scheduled sampling）", "dilated (atrous)
+# convolution") names one concept precisely, in two wordings.
+_GLOSS = re.compile(r"([\u3400-\u9fff]{2,}|[A-Za-z][A-Za-z\-]{2,})?\s*[（(]\s*([A-Za-z][A-Za-z0-9 \-]{2,}?)\s*[）)]")
+
+
+def question_glosses(question: str) -> list[tuple[str, str]]:
+    """``(term, gloss)`` for each bracketed English gloss in the question; ``term`` is the
+    word before it (a Chinese one: its last four characters), or empty."""
+    out = []
+    for m in _GLOSS.finditer(question or ""):
+        term, gloss = (m.group(1) or ""), m.group(2).strip()
+        if len(_fold(gloss)) >= 4:
+            out.append((term[-4:] if not term.isascii() else term, gloss))
+    return out

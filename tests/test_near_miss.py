@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from assistant.guards import question_names, unknown_names
+from assistant.guards import question_glosses, question_names, unknown_names
 
 
 def test_names_are_what_a_student_would_not_paraphrase():
@@ -37,6 +37,25 @@ def test_a_name_written_anywhere_in_the_notes_counts_as_known(examples_index):
     assert unknown_names("Transformer 和 ZorbNet-7 的注意力有什么不同？", snap) == ["ZorbNet-7"]
     # a plural counts as written when its singular is
     assert unknown_names(f"How do {written[0]}s differ?", snap) == []
+
+
+def test_a_glossed_term_is_known_when_the_notes_write_the_term_or_its_gloss(examples_index):
+    snap = examples_index.qa.snapshot
+    prose = "\n".join(c.text for c in snap.chunks if c.kind != "code")
+    han = re.findall(r"[\u4e00-\u9fff]{4}", prose)
+    word = max(re.findall(r"[a-z]{6,}", prose.lower()), key=len)
+    assert han and word
+    assert question_glosses(f"{han[0]}（zorbic gating）是怎么做的？") == [(han[0], "zorbic gating")]
+    # the notes write the Chinese term: known, whatever the gloss
+    assert unknown_names(f"{han[0]}（zorbic gating）是怎么做的？", snap) == []
+    # the notes write the gloss: known, whatever the term
+    assert unknown_names(f"佐比门控（{word}）是怎么做的？", snap) == []
+    # neither: a near miss, named by its gloss
+    assert unknown_names("佐比门控（zorbic gating）是怎么做的？", snap) == ["zorbic gating"]
+    assert unknown_names("How does a zorbic (quoxal) gate work?", snap) == ["quoxal"]
+    # brackets that hold no gloss are not names
+    assert question_glosses("softmax(x) 的值为什么在 0 和 1 之间？") == []
+    assert question_glosses("What is the loss (see eq. 3)?") == []
 
 
 def test_the_guard_can_be_turned_off(examples_index):
