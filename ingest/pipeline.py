@@ -101,7 +101,7 @@ class IngestSummary:
         return (f"{self.files} files: {self.added} added, {self.changed} changed, {self.removed} removed, "
                 f"{self.renamed} renamed, {self.unchanged} unchanged; {self.skipped} skipped, "
                 f"{self.unreadable} unreadable; {self.chunks} chunks ({self.chunks_embedded} embedded, "
-                f"{self.chunks_reused} reused); {self.seconds:.1f} s")
+                f"{self.chunks_reused} reused); {self.sentences_embedded} sentences embedded; {self.seconds:.1f} s")
 
 
 def run_ingest(settings: IngestSettings, notes_dir: Path, progress: Progress | None = None,

@@ -24,6 +24,7 @@ class Counts(Protocol):
     chunks_reused: int
     sentences_embedded: int
 
+
 EMBED_BATCH = 32
 WRITE_BATCH = 256
 

@@ -9,11 +9,19 @@ tests that only read them.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+# A test run started in the background by a shell without job control (`pytest &` in a
+# script) inherits SIGINT ignored, and so would every `assistant` process the tests spawn:
+# the Ctrl-C tests (chat, watch) then wait for an exit that never comes (measured: 5 failures).
+# A handled signal is reset to the default when a child execs, so the children get Ctrl-C again.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES_NOTES = REPO / "examples" / "notes"
