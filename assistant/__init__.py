@@ -2,11 +2,5 @@
 
 __version__ = "0.1.0"
 
-import os as _os
-
-# numpy's OpenBLAS keeps its worker threads spinning after each matrix product, and on a
-# small machine they take the cores e5 and llama.cpp encode on: measured on 2 cores, a
-# search went from 26 to 11 ms per question with one BLAS thread (our products are
-# matrix-vector scans, which more threads do not speed up). Set before numpy loads;
-# a value the user exported wins.
-_os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# the lower package sets OPENBLAS_NUM_THREADS before numpy loads (see ingest/__init__.py)
+import ingest as _ingest  # noqa: E402,F401

@@ -120,7 +120,6 @@ class Passage:
     keyword: float | None = None
     locations: list[Location] = field(default_factory=list)
     others: list[StoredChunk] = field(default_factory=list)
-    sentence: float | None = None  # cosine of its best sentence, when the sentence list found it
 
     @property
     def file(self) -> str:
@@ -241,7 +240,6 @@ def fuse(ranked: dict[str, tuple[Sequence[Hit], float]], settings: Settings, k: 
         for c, score in ranked.get(name, ([], 0))[0]:  # keeps that (same-language) cosine too
             sim[c.id] = max(sim.get(c.id, -1.0), float(score))
     kws = {c.id: float(score) for c, score in ranked.get("words", ([], 0))[0]}
-    best_sentence = {c.id: float(score) for c, score in ranked.get("sentences", ([], 0))[0]}
     # 1.0 = first in every list that found anything
     best = sum(w for hits, w in ranked.values() if hits) / (rrf_k + 1) or 1.0
     if settings.code_penalty != 1.0 and not asks_about_code(query):
@@ -268,7 +266,7 @@ def fuse(ranked: dict[str, tuple[Sequence[Hit], float]], settings: Settings, k: 
         if len(out) >= k:
             continue
         p = Passage(c, round(scores[cid] / best, 4), sim.get(cid), kws.get(cid),
-                    [Location(c.file, c.line_start, c.line_end)], sentence=best_sentence.get(cid))
+                    [Location(c.file, c.line_start, c.line_end)])
         by_text[key] = p
         out.append(p)
     # identical passages that did not come up in either list still stand in their files

@@ -38,18 +38,13 @@ def sentence_texts(chunk: Any) -> list[str]:
     sentence without markup (code chunks have none)."""
     if chunk.kind == "code":
         return []
+    head = chunk.heading_path if chunk.heading and getattr(chunk, "embed_headings", True) else ""
     out = []
     for a, b in prose_sentence_spans(chunk.text):
         plain = clean_markup(chunk.text[a:b]).strip()
         if len(plain) >= MIN_CHARS:
-            out.append(embedded_text(chunk, plain))
+            out.append(f"{head}\n{plain}" if head else plain)
     return out
-
-
-def embedded_text(chunk: Any, plain: str) -> str:
-    """What is embedded for the sentence ``plain`` (markup removed) of ``chunk``."""
-    head = chunk.heading_path if chunk.heading and getattr(chunk, "embed_headings", True) else ""
-    return f"{head}\n{plain}" if head else plain
 
 
 def _key(text: str) -> str:
