@@ -240,6 +240,11 @@ def cite(answer: str, passages: Sequence, notes_dir: Path, infer_missing: bool =
 
     for sent in sentences:
         body = _MARKER.sub("", sent)
+        if _MARKER.search(sent) and not re.search(r"\w", body):
+            # a marker with no claim before it ("[1]", the 1.5B model's whole answer to some
+            # questions): it would cite a passage for nothing said
+            dropped.append(f"{sent.strip()[:20]} cites no claim")
+            continue
         kept: list[int] = []
         for m in _MARKER.finditer(sent):
             for tok in re.split(r"[,，、]", m.group(1)):

@@ -1,20 +1,24 @@
-"""`ask` with the embedded model on a 5-passage prompt: seconds to first token, total, peak RSS.
+"""`assistant ask` as a user runs it: seconds per new process, first token in a warm one, peak RSS.
 
-    .venv/bin/python benchmarks/bench_ask.py                # seed notes, 4 questions x 3
-    .venv/bin/python benchmarks/bench_ask.py --repeat 1 --questions 1   # a quick check
+    .venv/bin/python benchmarks/bench_ask.py                    # the shipped default, 12 questions
+    .venv/bin/python benchmarks/bench_ask.py --llm embedded:1.5b --style phrase
+    .venv/bin/python benchmarks/bench_ask.py --questions 3 --repeat 1   # a quick check
 
 The notes (``../shared/notes`` by default) are indexed once under ``--work`` with the real
-e5 model. Settings: ``--llm embedded`` (Qwen2.5-Coder-0.5B Q4_K_M in-process),
-``prompt_passages=5``, ``top_k=5``. Two measurements:
+e5 model. The settings are the user's defaults unless ``--llm`` / ``--style`` say otherwise
+(``answer_style`` auto: the embedded models answer with the best note sentences, no model
+writes). The questions are of mixed kinds: Chinese and English, facts, reasons, a
+comparison, questions in the other language than the notes, and near misses the notes do
+not answer (a refusal is an answer a user waits for too). Two measurements:
 
-- in this process, as the web UI runs: the first question loads the model (cold), the
-  others find it loaded (warm). First token = from the call of ``ask`` to the first
-  streamed token (retrieval and prompt evaluation included).
-- real ``assistant ask QUESTION --json`` processes: the answer's own ``timings_ms``
-  (first token, total; model load included), the wall clock (imports included), and the
-  process's peak RSS (``wait4``).
+- real ``assistant ask QUESTION --json`` processes, one per question: the wall clock (imports,
+  index and model loads included) and the process's peak RSS (``VmHWM``);
+- in this process, as the web UI runs (everything loaded): seconds from the call of ``ask``
+  to the first streamed piece of the answer, and to the whole answer.
 
-Targets: first token <= 2 s on the 0.5B model (warm), peak RSS <= 1.5 GB (the process).
+Targets (issue 15): ``assistant ask`` p50 <= 3.5 s wall for a new process; first token
+<= 1.5 s in a warm process; peak RSS <= 1.5 GB. Run nothing else meanwhile: on 2 cores
+every figure taken beside another job is wrong.
 """
 
 from __future__ import annotations
@@ -27,20 +31,33 @@ import sys
 import time
 from pathlib import Path
 
-from _common import (parse_bench_args, load_line, REPO, SEED_NOTES, check, emit, fmt_check, load_average, log, machine, median, peak_rss_mb,
-                     percentile)
+from _common import (parse_bench_args, load_line, REPO, SEED_NOTES, check, emit, fmt_check, load_average, log, machine,
+                     median, peak_rss_mb, percentile)
 
-TARGET_FIRST_TOKEN_S = 2.0
+TARGET_WALL_S = 3.5
+TARGET_FIRST_TOKEN_S = 1.5
 TARGET_RSS_MB = 1536.0
-COLD_QUESTION = "BLIP 是在哪个会议上发表的，想解决视觉语言预训练的什么问题？"
-QUESTIONS = ["MAE 预训练的时候会把多大比例的图像块遮住？", "CLIP 是用多少网上爬来的图片和文字配对训练出来的？",
-             "EM 算法里 E 步和 M 步分别在做什么？", "What fraction of the image patches does MAE mask out?"]
-ENV = {"NOTES_ASSISTANT_PROMPT_PASSAGES": "5", "NOTES_ASSISTANT_TOP_K": "5", "NOTES_ASSISTANT_LLM": "embedded"}
+# mixed kinds over the seed notes; none of them is in a graded suite
+ENV: dict[str, str] = {}  # settings the flags change, for this process and the `ask` processes
+QUESTIONS = [
+    "MAE 预训练的时候会把多大比例的图像块遮住？",  # a number
+    "CLIP 是用多少网上爬来的图片和文字配对训练出来的？",  # a number
+    "EM 算法里 E 步和 M 步分别在做什么？",  # two parts
+    "为什么自监督学习要先在无标注数据上预训练？",  # a reason
+    "BLIP 是在哪个会议上发表的，想解决视觉语言预训练的什么问题？",  # a name and a reason
+    "进程和线程的区别是什么？",  # a comparison
+    "What fraction of the image patches does MAE mask out?",  # English over Chinese notes
+    "Why does MAE use an asymmetric encoder-decoder design?",  # English, a reason
+    "How does the Hough transform detect straight lines?",  # English, a method
+    "MAE 的解码器一共堆了几层 Transformer block？",  # a near miss: the notes never say
+    "红烧肉怎么做？",  # off topic
+    "GPT-4 有多少参数？",  # a name the notes never write
+]
 
 
 def run_cli(question: str, data: Path, notes: Path) -> dict:
     """One `assistant ask --json` process: its JSON timings, wall clock and peak RSS."""
-    env = dict(os.environ, **ENV, NOTES_ASSISTANT_DATA_DIR=str(data))
+    env = dict(os.environ, NOTES_ASSISTANT_DATA_DIR=str(data))
     assistant = Path(sys.executable).parent / "assistant"
     import threading
 
@@ -72,7 +89,7 @@ def run_cli(question: str, data: Path, notes: Path) -> dict:
         sys.exit(f"error: assistant ask failed ({p.returncode}): {err[-800:]}")
     ans = json.loads(out)
     tm = ans.get("timings_ms", {})
-    return {"wall_s": round(wall, 2), "first_token_s": tm.get("first_token", 0) / 1000 if "first_token" in tm else None,
+    return {"question": question, "wall_s": round(wall, 2), "first_token_s": tm.get("first_token", 0) / 1000 if "first_token" in tm else None,
             "total_s": tm.get("total", 0) / 1000, "peak_rss_mb": round(rss, 1), "refused": ans.get("refused"),
             "answer_chars": len(ans.get("answer", ""))}
 
@@ -81,14 +98,17 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--notes-dir", type=Path, default=SEED_NOTES)
     ap.add_argument("--questions", type=int, default=len(QUESTIONS))
-    ap.add_argument("--repeat", type=int, default=3, help="warm in-process rounds over the questions")
-    ap.add_argument("--cli-runs", type=int, default=2, help="`assistant ask` processes")
+    ap.add_argument("--repeat", type=int, default=2, help="warm in-process rounds over the questions")
+    ap.add_argument("--cli", type=int, default=None, help="`assistant ask` processes (default: one per question)")
+    ap.add_argument("--llm", default=None, help="--llm of the product (default: the user's default)")
+    ap.add_argument("--style", default=None, help="answer_style (default: auto)")
     a = parse_bench_args(ap, argv, seed_notes=False)
-    for k, v in ENV.items():
-        os.environ[k] = v
+    if a.llm:
+        ENV["NOTES_ASSISTANT_LLM"] = a.llm
+    if a.style:
+        ENV["NOTES_ASSISTANT_ANSWER_STYLE"] = a.style
+    os.environ.update(ENV)
 
-    from assistant.answer import build_prompt, question_language
-    from assistant.context import prompt_passages
     from assistant.query import NotesAssistant
     from assistant.settings import load_settings
     from assistant.indexing import ingest_notes as run_ingest
@@ -97,89 +117,67 @@ def main(argv=None) -> int:
     notes = a.notes_dir.expanduser().resolve()
     data = a.work / "ask-data"
     s = load_settings(data_dir=data)
-    assert s.prompt_passages == 5 and s.top_k == 5 and s.llm == "embedded", s
     log(f"indexing {notes} (once, kept in {data}) ...")
     log("  " + run_ingest(s, notes).line())
-    qs = QUESTIONS[: max(2, a.questions)]  # consecutive questions differ (see the cold one below)
+    qs = QUESTIONS[: max(1, a.questions)]
 
     # --- real processes (first, while this process is small) ------------------------------
     cli = []
-    for i in range(a.cli_runs):
-        log(f"`assistant ask` process {i + 1}/{a.cli_runs} ...")
+    for i in range(a.cli if a.cli is not None else len(qs)):
+        log(f"`assistant ask` process {i + 1} ...")
         cli.append(run_cli(qs[i % len(qs)], data, notes))
-    cli_rss = max(x["peak_rss_mb"] for x in cli) if cli else None
 
     # --- in this process ---------------------------------------------------------------
     qa = NotesAssistant(s, notes)
-    qa.search(qs[0])  # the embedding model and the index are loaded: not what is measured
 
     def one(q: str) -> dict:
         first = []
         t = time.perf_counter()
         ans = qa.ask(q, on_token=lambda tok: first.append(time.perf_counter()) if not first else None)
         total = time.perf_counter() - t
-        loaded = qa.llm
-        context = prompt_passages(ans.sources, qa.snapshot.sections, s, q)  # the prompt `ask` built
-        plan = build_prompt(q, context, s, question_language(q), loaded.count_tokens, loaded.context_window)
-        ft = round(first[0] - t, 3) if first and not ans.refused else None
-        retrieve = ans.timings_ms.get("retrieve", 0) / 1000
-        return {"question": q, "first_token_s": ft, "total_s": round(total, 3), "refused": ans.refused,
-                "retrieve_s": retrieve, "prompt_passages": len(plan.passages), "prompt_tokens": plan.tokens,
-                # first token ~ retrieve + prompt tokens / prompt-evaluation rate (+ a decode step)
-                "prompt_tokens_per_s": round(plan.tokens / (ft - retrieve), 1) if ft and ft > retrieve else None,
-                "error": ans.error}
+        return {"question": q, "first_token_s": round(first[0] - t, 3) if first else None,
+                "total_s": round(total, 3), "refused": ans.refused, "llm": ans.llm, "error": ans.error}
 
-    # the cold question is not among the timed ones: llama.cpp reuses the KV cache of the previous
-    # prompt's common prefix, and asking the same question twice in a row would skip its whole prompt
-    log("in-process: cold (loads the model) ...")
-    cold = one(COLD_QUESTION)
+    log("in-process: a first round loads the models (not timed) ...")
+    for q in qs:
+        one(q)
     warm = []
     for r in range(a.repeat):
         for q in qs:
             warm.append(one(q))
         log(f"  warm round {r + 1}/{a.repeat} done")
-    answered = [x for x in warm if x["first_token_s"] is not None]
-    if not answered:
-        sys.exit(f"error: every question was refused or failed: {warm}")
+    if any(x["error"] for x in warm):
+        sys.exit(f"error: {[x['error'] for x in warm if x['error']][0]}")
     in_rss = peak_rss_mb()
-
-    ft = median(x["first_token_s"] for x in answered)
+    ft = [x["first_token_s"] for x in warm if x["first_token_s"] is not None]
+    wall = [x["wall_s"] for x in cli]
     result = {
-        "benchmark": "ask", "llm": qa.llm.name, "notes": str(notes), "machine": start,
-        "load_average_at_end": load_average(),
-        "prompt_passages": sorted({x["prompt_passages"] for x in warm}),
-        "prompt_tokens_median": median(x["prompt_tokens"] for x in warm),
-        "refused": sum(1 for x in warm if x["refused"]), "answers": len(warm),
-        "cold": cold, "warm_first_token_s_median": round(ft, 3),
-        "warm_first_token_s_p95": round(percentile([x["first_token_s"] for x in answered], 95), 3),
-        "warm_retrieve_s_median": round(median(x["retrieve_s"] for x in answered), 3),
-        "prompt_tokens_per_s_median": median(x["prompt_tokens_per_s"] for x in answered
-                                             if x["prompt_tokens_per_s"]) if any(
-            x["prompt_tokens_per_s"] for x in answered) else None,
-        "warm_total_s_median": round(median(x["total_s"] for x in answered), 3),
-        "in_process_peak_rss_mb": round(in_rss, 1),
-        "cli_runs": cli,
-        "first_token": check(ft, TARGET_FIRST_TOKEN_S, higher_is_better=False),
+        "benchmark": "ask", "llm": s.llm, "answer_style": qa.answer_style(), "notes": str(notes), "machine": start,
+        "load_average_at_end": load_average(), "questions": len(qs),
+        "refused": sum(1 for x in warm if x["refused"]) // max(1, a.repeat),
+        "warm_first_token_s_median": round(median(ft), 3) if ft else None,
+        "warm_first_token_s_p95": round(percentile(ft, 95), 3) if ft else None,
+        "warm_total_s_median": round(median(x["total_s"] for x in warm), 3),
+        "in_process_peak_rss_mb": round(in_rss, 1), "cli_runs": cli, "warm": warm,
+        "first_token": check(median(ft), TARGET_FIRST_TOKEN_S, higher_is_better=False) if ft else None,
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
     }
     if cli:
-        result["cli_first_token_s_median"] = median(x["first_token_s"] for x in cli if x["first_token_s"] is not None) \
-            if any(x["first_token_s"] is not None for x in cli) else None
-        result["peak_rss"] = check(cli_rss, TARGET_RSS_MB, higher_is_better=False)
-    lines = [f"ask with {result['llm']} on a {result['prompt_passages']}-passage prompt "
-             f"(~{result['prompt_tokens_median']} prompt tokens), {len(warm)} warm answers, {result['refused']} refused",
-             fmt_check("first token, warm (median)", result["first_token"], " s"),
-             f"  first token, warm (p95)          {result['warm_first_token_s_p95']:.3f} s",
-             f"  total, warm (median)             {result['warm_total_s_median']:.3f} s",
-             f"  of the first token: retrieval {result['warm_retrieve_s_median']:.3f} s, then the prompt at "
-             f"~{result['prompt_tokens_per_s_median']} tokens/s",
-             f"  cold (model load included)       first token {cold['first_token_s']} s, total {cold['total_s']} s"]
+        result["cli_wall_s_p95"] = round(percentile(wall, 95), 2)
+        result["wall"] = check(median(wall), TARGET_WALL_S, higher_is_better=False)
+        result["peak_rss"] = check(max(x["peak_rss_mb"] for x in cli), TARGET_RSS_MB, higher_is_better=False)
+    lines = [f"ask with {s.llm} ({result['answer_style']} answers) over {len(qs)} questions of mixed kinds, "
+             f"{result['refused']} refused"]
     if cli:
-        lines += ["  `assistant ask` processes        " + "; ".join(
-                      f"first token {x['first_token_s']} s, total {x['total_s']} s, wall {x['wall_s']} s" for x in cli),
+        lines += [fmt_check("`assistant ask` process, wall (p50)", result["wall"], " s"),
+                  f"  `assistant ask` process, wall (p95)  {result['cli_wall_s_p95']:.2f} s",
                   fmt_check("peak RSS of `assistant ask`", result["peak_rss"], " MB")]
-    lines += [f"  peak RSS of this process         {result['in_process_peak_rss_mb']} MB",
-              load_line(start, result, 33)]
+    if ft:
+        lines.append(fmt_check("first token, warm (p50)", result["first_token"], " s"))
+        lines.append(f"  first token, warm (p95)              {result['warm_first_token_s_p95']:.3f} s")
+    lines += [f"  whole answer, warm (p50)             {result['warm_total_s_median']:.3f} s",
+              f"  peak RSS of this process             {result['in_process_peak_rss_mb']} MB",
+              load_line(start, result, 37)]
     emit(result, a.json, lines)
     return 0
 

@@ -66,6 +66,13 @@ def test_streamed_sentences_are_shown_only_once_they_check(tmp_path):
     assert len(checker.dropped) >= 2
 
 
+def test_a_bare_marker_is_no_answer(tmp_path):
+    passages = _passages(tmp_path)
+    checker = SentenceChecker(passages, tmp_path, "MAE 遮住多少图像块？")
+    assert checker.feed("[1]") == [] and checker.flush() == []
+    assert not checker.answer().citations and checker.dropped
+
+
 def test_an_answer_that_restates_the_question_is_never_shown(tmp_path):
     passages = _passages(tmp_path)
     checker = SentenceChecker(passages, tmp_path, "MAE 随机遮住多少的图像块？")
