@@ -207,14 +207,14 @@ class NotesAssistant:
             return f"{last_q} {question}"
         return out
 
-    def answer_style(self, question_lang: str | None = None) -> str:
+    def answer_style(self) -> str:
         """How answers are made: ``extract`` (the best note sentences, no model), ``phrase``
         (the model rewords the few best sentences) or ``passages`` (the model reads whole
-        passages). ``auto`` follows the model, as measured (benchmarks/README.md), and a
-        question in the other language than the notes (``question_lang``) is written by the
-        model, in the question's language: quoting answers it in the notes' language. (Quotes
-        held a little more of such questions' facts on tune, 0.47 vs 0.41 and 0.43 vs 0.38,
-        one or two questions of 14-17: not a result worth the wrong language.)"""
+        passages). ``auto`` follows the model, as measured (benchmarks/README.md, "Answer
+        ablation"): the embedded models quote, whatever the question's language. A question in
+        the other language than the notes is quoted in the notes' language too: the 0.5B
+        model's answers to such questions seldom checked against the passages (5 of 41 on
+        tune; the rest fell back to the same quotes after ~6 s, or were refused)."""
         style = self.settings.answer_style
         if style != "auto":
             return style
@@ -224,10 +224,7 @@ class NotesAssistant:
             from .models import resolve_llm  # what would answer, without loading it
 
             name = resolve_llm(self.settings, probe=False).name
-        style = style_for_model(name)
-        if style == "extract" and question_lang is not None and question_lang != self.snapshot.language:
-            return "passages"
-        return style
+        return style_for_model(name)
 
     def ask(self, question: str, top_k: int | None = None, history: Sequence[tuple[str, str]] = (),
             on_token: Callable[[str], None] | None = None) -> Answer:
@@ -283,7 +280,7 @@ class NotesAssistant:
         if not ev.enough:
             yield from self._refuse(run, lang, f"evidence gate: {ev.reason}", unknown=unknown)
             return
-        style = self.answer_style(lang)
+        style = self.answer_style()
         # sentences of the retrieved passages themselves (not the merged prompt passages): each
         # [n] of an extractive answer is a retrieved passage, cited against ``passages``.
         # The passages style needs them only if the model's answer does not check.
