@@ -118,11 +118,21 @@ def _fold(text: str) -> str:
 _NAME_SUFFIX = re.compile(r"-(based|style|like|level|wise|free|only|specific|aware|driven|sized|type)$", re.I)
 
 
+# In a question written in Chinese, an English word is a term the user copied from the notes or
+# the literature ("DINO 里 teacher 网络", "all-reduce", "Swin Transformer"), not a paraphrase.
+# (A bracketed gloss is left to the gloss rule below: the notes may write its term instead.)
+_LATIN_WORD = re.compile(r"(?<![A-Za-z0-9\-])[A-Za-z][A-Za-z0-9\-]{2,}[A-Za-z0-9](?![A-Za-z0-9\-])")
+
+
 def question_names(question: str) -> list[str]:
-    """The names the question uses. Left out: three capitals or fewer alone, also as a plural
-    (CNN, GRUs: notes often spell such an acronym out in their own language), and words of a
-    question written in capitals (WHAT IS DROPOUT)."""
+    """The names the question uses, and in a Chinese question every English word of four
+    letters or more. Left out: three capitals or fewer alone, also as a plural (CNN, GRUs:
+    notes often spell such an acronym out in their own language), and words of a question
+    written in capitals (WHAT IS DROPOUT)."""
     found = [m.group(0).strip("-") for m in _NAME.finditer(question or "")]
+    if CJK_SCRIPT_CHAR.search(question or ""):
+        unglossed = _GLOSS.sub(" ", question)
+        found += [m.group(0) for m in _LATIN_WORD.finditer(unglossed)]
     if sum(1 for n in found if n.isupper()) >= 3:
         found = [n for n in found if not n.isupper()]
     out = []

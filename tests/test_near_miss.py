@@ -23,6 +23,19 @@ def test_names_are_what_a_student_would_not_paraphrase():
     assert question_names("What are RNNs good for, and how do CNN-based detectors work?") == []
     assert question_names("WHAT IS DROPOUT") == []
     assert question_names("Is BERT-style pretraining used?") == ["BERT"]
+    # in a Chinese question every English word of four letters or more is a term the user copied
+    assert question_names("多卡训练时梯度怎么用 ring all-reduce 同步？CNN 呢？") == ["ring", "all-reduce"]
+    assert question_names("What does ring all-reduce do?") == []
+
+
+def test_an_english_word_of_a_chinese_question_is_known_when_the_notes_write_it(examples_index):
+    snap = examples_index.qa.snapshot
+    prose = "\n".join(c.text for c in snap.chunks if c.kind != "code")
+    words = sorted({w for w in re.findall(r"[a-z]{5,}", prose)})
+    assert words, "the sample notes write English words"
+    for w in words[:20]:
+        assert unknown_names(f"{w} 在笔记里是怎么用的？", snap) == [], w
+    assert unknown_names("学生网络和 quoxal 网络的参数怎么同步？", snap) == ["quoxal"]
 
 
 def test_a_name_written_anywhere_in_the_notes_counts_as_known(examples_index):
