@@ -22,13 +22,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _common import REPO as ROOT, median, percentile
 
 
 def run_variant(suite: Path, part: str, variant: str, data_dir: Path, out: Path) -> Path:
@@ -61,14 +59,13 @@ def row(report: Path) -> dict:
         total = (res.get("timings_ms") or {}).get("total")
         if total is not None:
             seconds.append(total / 1000)
-    seconds.sort()
     mean = lambda xs: round(sum(xs) / len(xs), 2) if xs else None  # noqa: E731
     return {"cases": o["cases"], "facts": round(o["coverage"], 2), "facts_zh": mean(facts["zh"]),
             "n_zh": len(facts["zh"]), "facts_en": mean(facts["en"]), "n_en": len(facts["en"]),
             "refused": o["refusal_accuracy"], "false_refusals": round(o["false_refusal"], 2),
             "pasted": round(o["pasted"], 2), "precision": round(o["citation_precision"], 2),
-            "p50_s": round(statistics.median(seconds), 1) if seconds else None,
-            "p90_s": round(seconds[int(0.9 * (len(seconds) - 1))], 1) if seconds else None}
+            "p50_s": round(median(seconds), 1) if seconds else None,
+            "p90_s": round(percentile(seconds, 90), 1) if seconds else None}
 
 
 def main(argv=None) -> None:

@@ -31,6 +31,7 @@ def decisions(qa, question: str) -> dict[str, tuple[bool, str]]:
     from llama_index.core.schema import QueryBundle
 
     from assistant.answer import evidence, question_language
+    from assistant.guards import unknown_names
 
     snap = qa.snapshot
     passages = qa.search(question)
@@ -38,8 +39,6 @@ def decisions(qa, question: str) -> dict[str, tuple[bool, str]]:
     q = snap.embedder.get_query_embedding(question)
     chunk_sim = {c.id: s for c, s in snap.dense.search(question, len(snap.chunks), q)}
     sent_sim = {c.id: s for c, s in qa.retriever.sentences.hits(QueryBundle(question, embedding=q))}
-    from assistant.guards import unknown_names
-
     unknown = bool(unknown_names(question, snap))
     out = {}
     for v in VARIANTS:
