@@ -13,7 +13,7 @@ import weakref
 from pathlib import Path
 from typing import Any, Sequence
 
-from ingest.text import CJK_SCRIPT_CHAR
+from ingest.text import CJK_SCRIPT_CHAR, HAN
 
 
 def _file_state(notes_dir: Path, rel: str, meta: Any) -> str:
@@ -172,7 +172,7 @@ def unknown_names(question: str, snapshot: Any) -> list[str]:
 
 # A term given with its gloss in brackets ("计划采样（scheduled sampling）", "dilated (atrous)
 # convolution") names one concept precisely, in two wordings.
-_GLOSS = re.compile(r"([\u3400-\u9fff]{2,}|[A-Za-z][A-Za-z\-]{2,})?\s*[（(]\s*([A-Za-z][A-Za-z0-9 \-]{2,}?)\s*[）)]")
+_GLOSS = re.compile(rf"([{HAN}]{{2,}}|[A-Za-z][A-Za-z\-]{{2,}})?\s*[（(]\s*([A-Za-z][A-Za-z0-9 \-]{{2,}}?)\s*[）)]")
 
 
 def question_glosses(question: str) -> list[tuple[str, str]]:

@@ -28,7 +28,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
-def collect(suite_path: Path, part: str, limit: int, work: Path, chunk_chars: int = 400) -> list[dict]:
+def collect(suite_path: Path, part: str, limit: int, work: Path, chunk_chars: int = 400,
+            context: bool = False) -> list[dict]:
     from ablation import load
 
     from assistant.answer import question_language
@@ -47,6 +48,7 @@ def collect(suite_path: Path, part: str, limit: int, work: Path, chunk_chars: in
     qa = NotesAssistant(s, notes_dir=suite.notes_dir)
     from assistant.answer import evidence
     from assistant.compose import answers
+    from assistant.guards import question_names
 
     rows = []
     for c in cases:
@@ -54,13 +56,40 @@ def collect(suite_path: Path, part: str, limit: int, work: Path, chunk_chars: in
         lang = question_language(c.question)
         gate = evidence(c.question, ps, s, lang).enough
         cross = lang != qa.snapshot.language
-        sents = featurize(c.question, candidates(ps, limit, bool(ASKS_FORMULA.search(c.question))), qa.snapshot.embedder)
-        rows.append({"suite": suite_path.stem, "id": c.id, "lang": lang, "answerable": c.answerable,
-                     "gate": gate, "cross": cross, "facts": c.must_include,
-                     "sentences": [{"text": x.plain, "features": x.features, "typed": answers(c.question, x),
+        cands = candidates(ps, limit, bool(ASKS_FORMULA.search(c.question)))
+        sents = featurize(c.question, cands, qa.snapshot.embedder)
+        if context:
+            _window(c.question, cands, sents, qa.snapshot.embedder)
+        names = [n.lower() for n in question_names(c.question)]
+        rows.append({"suite": suite_path.stem, "id": c.id, "question": c.question, "lang": lang, "answerable": c.answerable,
+                     "gate": gate, "cross": cross, "facts": c.must_include, "sources": list(c.sources),
+                     "sentences": [{"text": x.plain, "file": x.passage.file, "features": x.features, "typed": answers(c.question, x),
+                                    "named": _named(names, x),
                                     "cover": _cover(facts_found(x.plain, c.must_include)) if c.answerable else 0.0}
                                    for x in sents]})
     return rows
+
+
+def _named(names: list[str], s) -> float:
+    """The share of the question's names (``guards.question_names``) that the sentence's passage
+    or its heading path writes (1.0 for a question that names nothing)."""
+    if not names:
+        return 1.0
+    text = (s.passage.chunk.heading_path + "\n" + s.passage.chunk.text).lower()
+    return sum(1 for n in names if n in text) / len(names)
+
+
+def _window(question: str, cands: list, sents: list, embedder) -> None:
+    """``--context``: the feature ``window``, the cosine of the question to the sentence read
+    with the one before it in its passage (a sentence that needs its predecessor: "因此，这个
+    多层感知机中的层数为2。"). Tried on tune and not kept (benchmarks/README.md)."""
+    before = {id(b): a.plain for a, b in zip(cands, cands[1:]) if a.passage is b.passage}
+    texts = [(before.get(id(x), "") + " " + x.plain).strip() for x in sents]
+    if not texts:
+        return
+    q = embedder.get_query_embedding(question)
+    for x, v in zip(sents, embedder.get_text_embedding_batch(texts)):
+        x.features["window"] = float(sum(a * b for a, b in zip(q, v)))
 
 
 def _cover(found: list[bool]) -> float:
@@ -148,6 +177,10 @@ def main() -> int:
     ap.add_argument("--fit", action="store_true")
     ap.add_argument("--chunk-chars", type=int, default=400, help="the chunk size of the index (ablation.py --chunking)")
     ap.add_argument("--objective", default="top2", choices=["top1", "top2", "top3"], help="what --fit maximises")
+    ap.add_argument("--context", action="store_true",
+                    help="collect the feature `window` too (the sentence embedded with the one before it)")
+    ap.add_argument("--variants", default="",
+                    help="comma-separated ranking variants to print (shipped,idf,stemmed,z,mmr0.1,mmr0.3,context)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/notes-assistant-ablation"))
     args = ap.parse_args()
 
@@ -155,11 +188,12 @@ def main() -> int:
 
     rows_by_suite: dict[str, list[dict]] = {}
     for sp in args.suites:
-        cache = args.work / f"sentences-{sp.stem}-{args.part}-{args.limit}-c{args.chunk_chars}.json"
+        ctx = "-ctx" if args.context else ""
+        cache = args.work / f"sentences-{sp.stem}-{args.part}-{args.limit}-c{args.chunk_chars}{ctx}.json"
         if cache.exists() and cache.stat().st_mtime > max(sp.stat().st_mtime, _code_mtime()):
             rows = json.loads(cache.read_text())
         else:
-            rows = collect(sp, args.part, args.limit, args.work, args.chunk_chars)
+            rows = collect(sp, args.part, args.limit, args.work, args.chunk_chars, args.context)
             args.work.mkdir(parents=True, exist_ok=True)
             cache.write_text(json.dumps(rows, ensure_ascii=False))
         rows_by_suite[sp.stem] = rows
@@ -177,7 +211,87 @@ def main() -> int:
             if sub:
                 print(f"{name:<20} {args.part:<6} {lang:<3}", json.dumps(evaluate(sub, weights)),
                       json.dumps(refusals(sub, weights, threshold)))
+    if args.variants:
+        print_variants(rows_by_suite, args.variants.split(","), weights, args.part)
     return 0
+
+
+# --- ranking variants tried on tune (benchmarks/README.md, fourth session) ------------------
+
+def _terms(text: str, stemmed: bool = False) -> set[str]:
+    from ingest.keywords import stem
+    from ingest.text import terms
+
+    t = terms(text)
+    return {stem(w) if stemmed and w.isascii() and w.isalpha() else w for w in t} if stemmed else t
+
+
+def _with_features(rows: list[dict]) -> None:
+    """Features of the variants, from the cached rows (no model): the question's term share
+    weighted by IDF over the question's own candidate sentences (``idf``), the share with
+    English words stemmed (``stemmed``), the cosine standardised within the question (``z``),
+    and max(cosine, cosine with the sentence before) where ``--context`` collected it."""
+    import math
+
+    for r in rows:
+        sents, q = r["sentences"], r.get("question", "")
+        qt, qs = _terms(q), _terms(q, True)
+        st = [_terms(x["text"]) for x in sents]
+        df = {t: sum(1 for z in st if t in z) for t in qt}
+        idf = {t: math.log(1 + len(sents) / (1 + df[t])) for t in qt}
+        dense = [x["features"]["dense"] for x in sents]
+        mu = statistics.mean(dense) if dense else 0.0
+        sd = (statistics.pstdev(dense) if len(dense) > 1 else 1.0) or 1.0
+        for x, z in zip(sents, st):
+            f = x["features"]
+            f["idf"] = sum(idf[t] for t in qt if t in z) / (sum(idf.values()) or 1.0)
+            f["stemmed"] = len(qs & _terms(x["text"], True)) / len(qs) if qs else 0.0
+            f["z"] = (f["dense"] - mu) / sd
+            f["context"] = max(f["dense"], f.get("window", f["dense"]))
+
+
+def _variant_weights(name: str, w: dict[str, float]) -> dict[str, float]:
+    return {"shipped": w, "idf": {**w, "lexical": 0.0, "idf": 0.3},
+            "stemmed": {**w, "lexical": 0.0, "stemmed": 0.3},
+            "z": {**w, "dense": 0.0, "z": 0.03, "lexical": 0.0, "idf": 0.2},
+            "context": {**w, "dense": 0.0, "context": 2.0}}.get(name, w)
+
+
+def _top3(r: dict, w: dict[str, float], mmr: float = 0.0) -> list[dict]:
+    """The three sentences an answer shows; with ``mmr``, each next one also scored by the
+    share of the question's terms that the ones before did not hold."""
+    sc = lambda x: sum(w.get(k, 0.0) * v for k, v in x["features"].items())  # noqa: E731
+    ranked = sorted(r["sentences"], key=lambda x: -sc(x))
+    if not mmr:
+        return ranked[:3]
+    qt = _terms(r.get("question", "")) or {""}
+    chosen: list[dict] = []
+    held: set[str] = set()
+    for _ in range(min(3, len(ranked))):
+        x = max((y for y in ranked if y not in chosen), key=lambda y: sc(y) + mmr * len((_terms(y["text"]) & qt) - held) / len(qt))
+        chosen.append(x)
+        held |= _terms(x["text"]) & qt
+    return chosen
+
+
+def print_variants(rows_by_suite: dict[str, list[dict]], names: list[str], weights: dict[str, float], part: str) -> None:
+    """Facts in the three sentences an answer shows, per variant and suite."""
+    from assistant.eval import facts_found
+
+    for rows in rows_by_suite.values():
+        _with_features(rows)
+    print(f"\n| variant ({part}) | " + " | ".join(rows_by_suite) + " | mean |")
+    print("| --- |" + " --- |" * (len(rows_by_suite) + 1))
+    for name in names:
+        mmr = float(name[3:]) if name.startswith("mmr") else 0.0
+        w = _variant_weights(name, weights)
+        cells = []
+        for rows in rows_by_suite.values():
+            cov = [_cover(facts_found(" ".join(x["text"] for x in _top3(r, w, mmr)), r["facts"]))
+                   for r in rows if r.get("answerable", True)]
+            cells.append(statistics.mean(cov) if cov else float("nan"))
+        real = [c for c in cells if c == c]
+        print(f"| {name} | " + " | ".join(f"{c:.3f}" for c in cells) + f" | {statistics.mean(real):.3f} |")
 
 
 def _code_mtime() -> float:
