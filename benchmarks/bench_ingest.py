@@ -135,7 +135,7 @@ def figure_lines(r: dict, ingest_s: float, model_s: float) -> list[str]:
     """The printed figures of one measurement (a folder, or the total over the corpora)."""
     indent, w = "  ", 29
     lines = [f"{indent}{'files / chunks':<{w}}{r['files']} / {r['chunks']}",
-             f"{indent}{'passages / sentences embedded':<{w}}{r['passages_embedded']} / {r.get('sentences_embedded', 0)}",
+             f"{indent}{'passages / sentences':<{w}}{r['passages_embedded']} / {r.get('sentences_embedded', 0)}",
              f"{indent}{'full ingest from empty':<{w}}{ingest_s:.2f} s  = {r['ingest_passages_per_s']:.2f} passages/s",
              f"{indent}{'e5 alone, same texts':<{w}}{model_s:.2f} s  = {r['model_passages_per_s']:.2f} passages/s",
              fmt_check("ratio ingest/model", r["ratio"])]
