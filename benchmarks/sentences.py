@@ -295,7 +295,9 @@ def print_variants(rows_by_suite: dict[str, list[dict]], names: list[str], weigh
 
 
 def _code_mtime() -> float:
-    return max(p.stat().st_mtime for p in [ROOT / "assistant" / "sentences.py", ROOT / "assistant" / "retrieve.py",
+    # this script too: what collect() records changes with it (a cache without the question
+    # would leave the variants' term features empty)
+    return max(p.stat().st_mtime for p in [Path(__file__), ROOT / "assistant" / "sentences.py", ROOT / "assistant" / "retrieve.py",
                                            ROOT / "ingest" / "split.py", ROOT / "ingest" / "keywords.py"])
 
 
