@@ -14,7 +14,8 @@
    passages (the distinct embed texts, in batches of the pipeline's size) and the sentences
    (``ingest.sentence_index``: every prose sentence with its heading path, in its batches).
 Steps 2-3 alternate ``--repeat`` times. The figure is the ratio of the model's seconds on
-those texts to the ingest's seconds (what the pipeline adds around the model), target >= 0.85. With ``--corpus`` every folder gets its own figures and a total line sums them
+those texts to the ingest's seconds (what the pipeline adds around the model), target
+>= 0.85. With ``--corpus`` every folder gets its own figures and a total line sums them
 (seconds and passages added up, the rates and ratio from the sums). ``--cli`` adds a real
 ``assistant ingest`` process (imports and model load included). ``--profile`` prints where
 the (first) ingest's own time goes.

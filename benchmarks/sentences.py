@@ -62,8 +62,8 @@ def collect(suite_path: Path, part: str, limit: int, work: Path, chunk_chars: in
             _window(c.question, cands, sents, qa.snapshot.embedder)
         names = [n.lower() for n in question_names(c.question)]
         rows.append({"suite": suite_path.stem, "id": c.id, "question": c.question, "lang": lang, "answerable": c.answerable,
-                     "gate": gate, "cross": cross, "facts": c.must_include, "sources": list(c.sources),
-                     "sentences": [{"text": x.plain, "file": x.passage.file, "features": x.features, "typed": answers(c.question, x),
+                     "gate": gate, "cross": cross, "facts": c.must_include,
+                     "sentences": [{"text": x.plain, "features": x.features, "typed": answers(c.question, x),
                                     "named": _named(names, x),
                                     "cover": _cover(facts_found(x.plain, c.must_include)) if c.answerable else 0.0}
                                    for x in sents]})
@@ -223,7 +223,7 @@ def _terms(text: str, stemmed: bool = False) -> set[str]:
     from ingest.text import terms
 
     t = terms(text)
-    return {stem(w) if stemmed and w.isascii() and w.isalpha() else w for w in t} if stemmed else t
+    return {stem(w) if w.isascii() and w.isalpha() else w for w in t} if stemmed else t
 
 
 def _with_features(rows: list[dict]) -> None:
@@ -234,7 +234,7 @@ def _with_features(rows: list[dict]) -> None:
     import math
 
     for r in rows:
-        sents, q = r["sentences"], r.get("question", "")
+        sents, q = r["sentences"], r["question"]
         qt, qs = _terms(q), _terms(q, True)
         st = [_terms(x["text"]) for x in sents]
         df = {t: sum(1 for z in st if t in z) for t in qt}
@@ -264,7 +264,7 @@ def _top3(r: dict, w: dict[str, float], mmr: float = 0.0) -> list[dict]:
     ranked = sorted(r["sentences"], key=lambda x: -sc(x))
     if not mmr:
         return ranked[:3]
-    qt = _terms(r.get("question", "")) or {""}
+    qt = _terms(r["question"]) or {""}
     chosen: list[dict] = []
     held: set[str] = set()
     for _ in range(min(3, len(ranked))):
