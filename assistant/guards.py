@@ -109,7 +109,7 @@ _FOLDED: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
 _FOLD_LOCK = threading.Lock()
 
 
-def _fold(text: str) -> str:
+def fold(text: str) -> str:
     """Lower case, letters and digits only: ``GPT-2``, ``gpt2`` and ``$\\mathrm{GPT}_2$`` meet."""
     return _NOT_ALNUM.sub("", text.lower())
 
@@ -139,10 +139,16 @@ def question_names(question: str) -> list[str]:
     for name in found:
         name = _NAME_SUFFIX.sub("", name)
         acronym = name[:-1] if name.endswith("s") and name[:-1].isupper() else name
-        if len(_fold(name)) < 3 or (acronym.isalpha() and acronym.isupper() and len(acronym) <= 3):
+        if len(fold(name)) < 3 or (acronym.isalpha() and acronym.isupper() and len(acronym) <= 3):
             continue
         out.append(name)
     return list(dict.fromkeys(out))
+
+
+def name_written(name: str, folded: str) -> bool:
+    """Does the ``fold``-ed text write the name (without case, spaces or punctuation)? A plural
+    (ResNets, GPUs) counts as written when its singular is."""
+    return fold(name) in folded or (name.endswith("s") and fold(name[:-1]) in folded)
 
 
 def unknown_names(question: str, snapshot: Any) -> list[str]:
@@ -159,14 +165,13 @@ def unknown_names(question: str, snapshot: Any) -> list[str]:
         folded = _FOLDED.get(snapshot)
         if folded is None:
             texts = [f"{c.heading_path}\n{c.text}" for c in snapshot.chunks]
-            folded = ("\x00".join(_fold(t) for t in texts), "\x00".join(texts).lower())
+            folded = ("\x00".join(fold(t) for t in texts), "\x00".join(texts).lower())
             _FOLDED[snapshot] = folded
     letters, raw = folded
-    # a plural (ResNets, GPUs) counts as written when its singular is
-    out = [n for n in names if _fold(n) not in letters and not (n.endswith("s") and _fold(n[:-1]) in letters)]
+    out = [n for n in names if not name_written(n, letters)]
     # a glossed term counts as written when the notes write the term or its gloss
-    out += [gloss for term, gloss in glosses if _fold(gloss) not in letters
-            and not (term and (_fold(term) in letters if term.isascii() else term.lower() in raw))]
+    out += [gloss for term, gloss in glosses if fold(gloss) not in letters
+            and not (term and (fold(term) in letters if term.isascii() else term.lower() in raw))]
     return list(dict.fromkeys(out))
 
 
@@ -181,6 +186,6 @@ def question_glosses(question: str) -> list[tuple[str, str]]:
     out = []
     for m in _GLOSS.finditer(question or ""):
         term, gloss = (m.group(1) or ""), m.group(2).strip()
-        if len(_fold(gloss)) >= 4:
+        if len(fold(gloss)) >= 4:
             out.append((term[-4:] if not term.isascii() else term, gloss))
     return out

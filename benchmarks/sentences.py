@@ -60,7 +60,7 @@ def collect(suite_path: Path, part: str, limit: int, work: Path, chunk_chars: in
         sents = featurize(c.question, cands, qa.snapshot.embedder)
         if context:
             _window(c.question, cands, sents, qa.snapshot.embedder)
-        names = [n.lower() for n in question_names(c.question)]
+        names = question_names(c.question)
         rows.append({"suite": suite_path.stem, "id": c.id, "question": c.question, "lang": lang, "answerable": c.answerable,
                      "gate": gate, "cross": cross, "facts": c.must_include,
                      "sentences": [{"text": x.plain, "features": x.features, "typed": answers(c.question, x),
@@ -72,11 +72,14 @@ def collect(suite_path: Path, part: str, limit: int, work: Path, chunk_chars: in
 
 def _named(names: list[str], s) -> float:
     """The share of the question's names (``guards.question_names``) that the sentence's passage
-    or its heading path writes (1.0 for a question that names nothing)."""
+    or its heading path writes, compared as ``guards.unknown_names`` compares them (1.0 for a
+    question that names nothing)."""
+    from assistant.guards import fold, name_written
+
     if not names:
         return 1.0
-    text = (s.passage.chunk.heading_path + "\n" + s.passage.chunk.text).lower()
-    return sum(1 for n in names if n in text) / len(names)
+    folded = fold(s.passage.chunk.heading_path + "\n" + s.passage.chunk.text)
+    return sum(1 for n in names if name_written(n, folded)) / len(names)
 
 
 def _window(question: str, cands: list, sents: list, embedder) -> None:
@@ -265,13 +268,15 @@ def _top3(r: dict, w: dict[str, float], mmr: float = 0.0) -> list[dict]:
     if not mmr:
         return ranked[:3]
     qt = _terms(r["question"]) or {""}
-    chosen: list[dict] = []
+    asked = [_terms(y["text"]) & qt for y in ranked]  # the question's terms each sentence holds
+    chosen: list[int] = []
     held: set[str] = set()
     for _ in range(min(3, len(ranked))):
-        x = max((y for y in ranked if y not in chosen), key=lambda y: sc(y) + mmr * len((_terms(y["text"]) & qt) - held) / len(qt))
-        chosen.append(x)
-        held |= _terms(x["text"]) & qt
-    return chosen
+        i = max((j for j in range(len(ranked)) if j not in chosen),
+                key=lambda j: sc(ranked[j]) + mmr * len(asked[j] - held) / len(qt))
+        chosen.append(i)
+        held |= asked[i]
+    return [ranked[i] for i in chosen]
 
 
 def print_variants(rows_by_suite: dict[str, list[dict]], names: list[str], weights: dict[str, float], part: str) -> None:
