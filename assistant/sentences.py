@@ -117,11 +117,26 @@ def featurize(question: str, sents: list[Sentence], embedder: Any = None) -> lis
     return sents
 
 
-def score(sents: list[Sentence], weights: dict[str, float] | None = None) -> list[Sentence]:
+# A sentence from another note file than the best sentence's ranks as if it scored this much
+# lower: an answer's sentences come from the note the answer is in unless another note's
+# sentence is clearly better. Chosen on tune as the largest weight that lost no fact on any
+# suite (benchmarks/sentences.py --variants file0.02; README, fifth session): the sentences
+# shown stood in a file the question names more often on every suite, tune and report.
+OTHER_FILE = 0.02
+
+
+def score(sents: list[Sentence], weights: dict[str, float] | None = None,
+          other_file: float = OTHER_FILE) -> list[Sentence]:
+    """The sentences best first: by the weighted sum of their features, the best one first,
+    then the others with ``other_file`` taken off those from another file than its."""
     w = weights or WEIGHTS
     for s in sents:
         s.score = sum(w.get(k, 0.0) * v for k, v in s.features.items())
-    return sorted(sents, key=lambda s: -s.score)
+    ranked = sorted(sents, key=lambda s: -s.score)
+    if not ranked or not other_file:
+        return ranked
+    file = ranked[0].passage.chunk.file
+    return ranked[:1] + sorted(ranked[1:], key=lambda s: -(s.score - other_file * (s.passage.chunk.file != file)))
 
 
 def rank_sentences(question: str, passages: Sequence[Passage], embedder: Any = None, limit: int = 4,

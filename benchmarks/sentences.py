@@ -62,10 +62,11 @@ def collect(suite_path: Path, part: str, limit: int, work: Path, chunk_chars: in
             _window(c.question, cands, sents, qa.snapshot.embedder)
         names = question_names(c.question)
         rows.append({"suite": suite_path.stem, "id": c.id, "question": c.question, "lang": lang, "answerable": c.answerable,
-                     "gate": gate, "cross": cross, "facts": c.must_include,
+                     "gate": gate, "cross": cross, "facts": c.must_include, "sources": list(c.sources),
                      "sentences": [{"text": x.plain, "features": x.features, "typed": answers(c.question, x),
                                     "named": _named(names, x),
-                                    "cover": _cover(facts_found(x.plain, c.must_include)) if c.answerable else 0.0}
+                                    "cover": _cover(facts_found(x.plain, c.must_include)) if c.answerable else 0.0,
+                                    "file": x.passage.chunk.file}
                                    for x in sents]})
     return rows
 
@@ -111,7 +112,7 @@ def evaluate(rows: list[dict], weights: dict[str, float]) -> dict:
         if not sents:
             top1.append(0.0), top2.append(0.0), top3.append(0.0), best3.append(0.0), upper.append(0.0)
             continue
-        ranked = sorted(sents, key=lambda x: -sum(weights.get(k, 0.0) * v for k, v in x["features"].items()))
+        ranked = _order(sents, weights)
         top1.append(ranked[0]["cover"])
         sc = [sum(weights.get(k, 0.0) * v for k, v in x["features"].items()) for x in ranked[:2]]
         for m in MARGINS:
@@ -183,11 +184,15 @@ def main() -> int:
     ap.add_argument("--context", action="store_true",
                     help="collect the feature `window` too (the sentence embedded with the one before it)")
     ap.add_argument("--variants", default="",
-                    help="comma-separated ranking variants to print (shipped,idf,stemmed,z,mmr0.1,mmr0.3,context)")
+                    help="comma-separated ranking variants to print (shipped,idf,stemmed,z,mmr0.1,mmr0.3,context,"
+                         "ql0.02: the model's query likelihood added with weight 0.02; file0.05: a sentence from "
+                         "another file than the best one's scores 0.05 lower, file0: that rule off)")
+    ap.add_argument("--ql-model", default="qwen2.5-coder-0.5b",
+                    help="the embedded GGUF that scores the variants qlW (query likelihood, weight W)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/notes-assistant-ablation"))
     args = ap.parse_args()
 
-    from assistant.sentences import WEIGHTS
+    from assistant.sentences import OTHER_FILE, WEIGHTS
 
     rows_by_suite: dict[str, list[dict]] = {}
     for sp in args.suites:
@@ -200,7 +205,7 @@ def main() -> int:
             args.work.mkdir(parents=True, exist_ok=True)
             cache.write_text(json.dumps(rows, ensure_ascii=False))
         rows_by_suite[sp.stem] = rows
-    weights = fit(rows_by_suite, args.objective) if args.fit else WEIGHTS
+    weights = fit(rows_by_suite, args.objective) if args.fit else {**WEIGHTS, "other_file": OTHER_FILE}
     threshold = -9.0  # the product refuses on the gate and the answer type, not on a score (see --fit)
     if args.fit:
         print("fitted weights:", json.dumps(weights))
@@ -214,6 +219,9 @@ def main() -> int:
             if sub:
                 print(f"{name:<20} {args.part:<6} {lang:<3}", json.dumps(evaluate(sub, weights)),
                       json.dumps(refusals(sub, weights, threshold)))
+    if any(v.startswith("ql") for v in args.variants.split(",")):
+        for name, rows in rows_by_suite.items():
+            query_likelihood(rows, args.ql_model, args.work / f"ql-{name}-{args.part}-{args.ql_model}.json")
     if args.variants:
         print_variants(rows_by_suite, args.variants.split(","), weights, args.part)
     return 0
@@ -253,18 +261,77 @@ def _with_features(rows: list[dict]) -> None:
             f["context"] = max(f["dense"], f.get("window", f["dense"]))
 
 
+QL_PROMPT = ("<|im_start|>user\n{passage}\n\nWrite one question a student could ask that this note text answers."
+             "<|im_end|>\n<|im_start|>assistant\n")
+QL_TOP = 8  # the sentences scored per question, best by the shipped ranking
+
+
+def query_likelihood(rows: list[dict], model: str, cache: Path) -> None:
+    """The feature ``ql``: log P(question | sentence) per question token under the embedded
+    model (UPR, Sachan et al. 2022: rerank by how likely the passage makes the question), for
+    the ``QL_TOP`` best sentences of each row by the shipped weights; the others get the row's
+    lowest. Scores are cached in ``cache`` (0.5B: ~5 s per question on 2 cores). Tried on
+    tune and not kept (benchmarks/README.md, fifth session)."""
+    import numpy as np
+
+    from assistant.gguf import gguf_path
+    from assistant.sentences import WEIGHTS
+    from assistant.settings import load_settings
+
+    done: dict[str, float] = json.loads(cache.read_text()) if cache.exists() else {}
+    llm = None
+    for r in rows:
+        ranked = sorted(r["sentences"], key=lambda x: -sum(WEIGHTS.get(k, 0.0) * v for k, v in x["features"].items()))
+        for x in ranked[:QL_TOP]:
+            key = r["question"] + "\x00" + x["text"]
+            if key not in done:
+                if llm is None:
+                    from llama_cpp import Llama
+
+                    llm = Llama(model_path=str(gguf_path(model, load_settings().model_dir)), n_ctx=1024,
+                                logits_all=True, n_threads=2, n_threads_batch=2, verbose=False, seed=1)
+                q = llm.tokenize(r["question"].encode(), add_bos=False, special=False)
+                pre = llm.tokenize(QL_PROMPT.format(passage=x["text"]).encode(), add_bos=False, special=True)
+                llm.reset()
+                llm.eval(pre + q)
+                logits = llm.scores[len(pre) - 1: len(pre) + len(q) - 1]  # position i predicts token i + 1
+                m = logits.max(axis=1, keepdims=True)
+                lse = m[:, 0] + np.log(np.exp(logits - m).sum(axis=1))
+                done[key] = float(sum(logits[j, q[j]] - lse[j] for j in range(len(q))) / max(1, len(q)))
+            x["features"]["ql"] = done[key]
+        low = min((x["features"]["ql"] for x in ranked[:QL_TOP]), default=0.0)
+        for x in ranked[QL_TOP:]:
+            x["features"]["ql"] = low
+    cache.write_text(json.dumps(done, ensure_ascii=False))
+
+
 def _variant_weights(name: str, w: dict[str, float]) -> dict[str, float]:
+    if name.startswith("ql"):
+        return {**w, "ql": float(name[2:])}
+    if name.startswith("file"):
+        return {**w, "other_file": float(name[4:])}
     return {"shipped": w, "idf": {**w, "lexical": 0.0, "idf": 0.3},
             "stemmed": {**w, "lexical": 0.0, "stemmed": 0.3},
             "z": {**w, "dense": 0.0, "z": 0.03, "lexical": 0.0, "idf": 0.2},
             "context": {**w, "dense": 0.0, "context": 2.0}}.get(name, w)
 
 
+def _order(sents: list[dict], w: dict[str, float]) -> list[dict]:
+    """The cached sentences as ``assistant.sentences.score`` orders them (``other_file``: its
+    weight for a sentence from another file than the best one's)."""
+    sc = lambda x: sum(w.get(k, 0.0) * v for k, v in x["features"].items())  # noqa: E731
+    ranked = sorted(sents, key=lambda x: -sc(x))
+    if not ranked or not w.get("other_file"):
+        return ranked
+    file = ranked[0].get("file")
+    return ranked[:1] + sorted(ranked[1:], key=lambda x: -(sc(x) - w["other_file"] * (x.get("file") != file)))
+
+
 def _top3(r: dict, w: dict[str, float], mmr: float = 0.0) -> list[dict]:
     """The three sentences an answer shows; with ``mmr``, each next one also scored by the
     share of the question's terms that the ones before did not hold."""
     sc = lambda x: sum(w.get(k, 0.0) * v for k, v in x["features"].items())  # noqa: E731
-    ranked = sorted(r["sentences"], key=lambda x: -sc(x))
+    ranked = _order(r["sentences"], w)
     if not mmr:
         return ranked[:3]
     qt = _terms(r["question"]) or {""}
@@ -280,7 +347,8 @@ def _top3(r: dict, w: dict[str, float], mmr: float = 0.0) -> list[dict]:
 
 
 def print_variants(rows_by_suite: dict[str, list[dict]], names: list[str], weights: dict[str, float], part: str) -> None:
-    """Facts in the three sentences an answer shows, per variant and suite."""
+    """Facts in the three sentences an answer shows, and the share of them in a file the case
+    names, per variant and suite."""
     from assistant.eval import facts_found
 
     for rows in rows_by_suite.values():
@@ -290,13 +358,18 @@ def print_variants(rows_by_suite: dict[str, list[dict]], names: list[str], weigh
     for name in names:
         mmr = float(name[3:]) if name.startswith("mmr") else 0.0
         w = _variant_weights(name, weights)
-        cells = []
+        cells, precision = [], []
         for rows in rows_by_suite.values():
-            cov = [_cover(facts_found(" ".join(x["text"] for x in _top3(r, w, mmr)), r["facts"]))
-                   for r in rows if r.get("answerable", True)]
+            shown = [(r, _top3(r, w, mmr)) for r in rows if r.get("answerable", True)]
+            cov = [_cover(facts_found(" ".join(x["text"] for x in top), r["facts"])) for r, top in shown]
             cells.append(statistics.mean(cov) if cov else float("nan"))
+            # the share of the shown sentences that stand in a file the case names (the grader's
+            # citation precision, per sentence)
+            prec = [sum(x.get("file") in r.get("sources", []) for x in top) / len(top) for r, top in shown if top]
+            precision.append(statistics.mean(prec) if prec else float("nan"))
         real = [c for c in cells if c == c]
-        print(f"| {name} | " + " | ".join(f"{c:.3f}" for c in cells) + f" | {statistics.mean(real):.3f} |")
+        print(f"| {name} | " + " | ".join(f"{c:.3f} / {p:.2f}" for c, p in zip(cells, precision))
+              + f" | {statistics.mean(real):.3f} |")
 
 
 def _code_mtime() -> float:

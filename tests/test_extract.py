@@ -176,3 +176,20 @@ def test_a_question_for_a_formula_needs_a_sentence_that_writes_one(embedder, not
     assert (text is not None) == answered
     if answered:
         assert "x\\Phi(x)" in text
+
+
+def test_the_answer_stays_in_the_note_of_its_best_sentence_unless_another_is_clearly_better():
+    from assistant.sentences import OTHER_FILE, Sentence, score
+
+    a, b = (StoredChunk.from_chunk(split_text(NOTE, f)[0]) for f in ("a.md", "b.md"))
+    pa, pb = _passages([a, b])
+
+    def ranked(second_a: float, from_b: float) -> list[str]:
+        sents = [Sentence(1, pa, "甲", "甲", {"dense": 0.9}), Sentence(1, pa, "乙", "乙", {"dense": second_a}),
+                 Sentence(2, pb, "丙", "丙", {"dense": from_b})]
+        return [s.plain for s in score(sents)]
+
+    assert ranked(0.8, 0.8 + OTHER_FILE / 2) == ["甲", "乙", "丙"]  # a little better, from another note
+    assert ranked(0.8, 0.8 + 2 * OTHER_FILE) == ["甲", "丙", "乙"]  # clearly better
+    assert [s.plain for s in score([Sentence(1, pa, "乙", "乙", {"dense": 0.8}),
+                                    Sentence(2, pb, "丙", "丙", {"dense": 0.9})])] == ["丙", "乙"]  # the best leads
