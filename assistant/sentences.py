@@ -10,15 +10,17 @@ Each sentence is scored by a weighted sum of features (``FEATURES``): its e5 sim
 to the question, the share of the question's terms it holds, the share the heading path
 of its passage holds, whether it holds the kind of thing asked for (a number for 多少 /
 how many, a reason for 为什么 / why, a name), the retrieval rank of its passage, and
-whether it is the passage's first sentence. The weights were chosen on the `tune` part
-of the suites (benchmarks/sentences.py) and are reported on the `report` part.
+whether it is the passage's first sentence. After the best sentence, the others keep to its
+note unless another note's is clearly better (an answer cites one note where it can). The
+weights were chosen on the `tune` part of the suites (benchmarks/sentences.py) and are
+reported on the `report` part.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 from ingest.split import clean_markup
 
@@ -30,6 +32,7 @@ from .retrieve import Passage
 WEIGHTS = {"dense": 1.0, "lexical": 0.3, "heading": 0.0, "cue": 0.1, "rank": 0.05, "first": 0.0, "short": -0.05}
 FEATURES = tuple(WEIGHTS)
 MIN_PLAIN_CHARS = 8
+T = TypeVar("T")
 _SPACE_BEFORE_MARK = re.compile(r"(?<=\w) +(?=[,.;:])")
 
 
@@ -125,18 +128,23 @@ def featurize(question: str, sents: list[Sentence], embedder: Any = None) -> lis
 OTHER_FILE = 0.02
 
 
-def score(sents: list[Sentence], weights: dict[str, float] | None = None,
-          other_file: float = OTHER_FILE) -> list[Sentence]:
-    """The sentences best first: by the weighted sum of their features, the best one first,
-    then the others with ``other_file`` taken off those from another file than its."""
+def score(sents: list[Sentence], weights: dict[str, float] | None = None) -> list[Sentence]:
+    """The sentences best first: by the weighted sum of their features, then kept to the best
+    one's note (``one_note_first``)."""
     w = weights or WEIGHTS
     for s in sents:
         s.score = sum(w.get(k, 0.0) * v for k, v in s.features.items())
-    ranked = sorted(sents, key=lambda s: -s.score)
+    return one_note_first(sorted(sents, key=lambda s: -s.score), lambda s: s.score, lambda s: s.passage.chunk.file)
+
+
+def one_note_first(ranked: list[T], score_of: Callable[[T], float], file_of: Callable[[T], str],
+                   other_file: float = OTHER_FILE) -> list[T]:
+    """``ranked`` (best first) with the best one first, then the others, each from another file
+    than the best one's ranked as if it scored ``other_file`` lower."""
     if not ranked or not other_file:
         return ranked
-    file = ranked[0].passage.chunk.file
-    return ranked[:1] + sorted(ranked[1:], key=lambda s: -(s.score - other_file * (s.passage.chunk.file != file)))
+    file = file_of(ranked[0])
+    return ranked[:1] + sorted(ranked[1:], key=lambda s: -(score_of(s) - other_file * (file_of(s) != file)))
 
 
 def rank_sentences(question: str, passages: Sequence[Passage], embedder: Any = None, limit: int = 4,

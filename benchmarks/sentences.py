@@ -317,14 +317,12 @@ def _variant_weights(name: str, w: dict[str, float]) -> dict[str, float]:
 
 
 def _order(sents: list[dict], w: dict[str, float]) -> list[dict]:
-    """The cached sentences as ``assistant.sentences.score`` orders them (``other_file``: its
-    weight for a sentence from another file than the best one's)."""
+    """The cached sentences as ``assistant.sentences.score`` orders them (``other_file``: the
+    weight of its one-note rule; 0 or absent: off)."""
+    from assistant.sentences import one_note_first
+
     sc = lambda x: sum(w.get(k, 0.0) * v for k, v in x["features"].items())  # noqa: E731
-    ranked = sorted(sents, key=lambda x: -sc(x))
-    if not ranked or not w.get("other_file"):
-        return ranked
-    file = ranked[0].get("file")
-    return ranked[:1] + sorted(ranked[1:], key=lambda x: -(sc(x) - w["other_file"] * (x.get("file") != file)))
+    return one_note_first(sorted(sents, key=lambda x: -sc(x)), sc, lambda x: x.get("file"), w.get("other_file", 0.0))
 
 
 def _top3(r: dict, w: dict[str, float], mmr: float = 0.0) -> list[dict]:
