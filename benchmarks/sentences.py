@@ -114,7 +114,7 @@ def evaluate(rows: list[dict], weights: dict[str, float]) -> dict:
             continue
         ranked = _order(sents, weights)
         top1.append(ranked[0]["cover"])
-        sc = [sum(weights.get(k, 0.0) * v for k, v in x["features"].items()) for x in ranked[:2]]
+        sc = [_score(x, weights) for x in ranked[:2]]
         for m in MARGINS:
             parts = [ranked[0]["text"]] + ([ranked[1]["text"]] if len(ranked) > 1 and sc[0] - sc[1] <= m else [])
             composed.setdefault(m, []).append(_cover(facts_found(" ".join(parts), r["facts"])))
@@ -281,7 +281,7 @@ def query_likelihood(rows: list[dict], model: str, cache: Path) -> None:
     done: dict[str, float] = json.loads(cache.read_text()) if cache.exists() else {}
     llm = None
     for r in rows:
-        ranked = sorted(r["sentences"], key=lambda x: -sum(WEIGHTS.get(k, 0.0) * v for k, v in x["features"].items()))
+        ranked = sorted(r["sentences"], key=lambda x: -_score(x, WEIGHTS))
         for x in ranked[:QL_TOP]:
             key = r["question"] + "\x00" + x["text"]
             if key not in done:
@@ -316,19 +316,22 @@ def _variant_weights(name: str, w: dict[str, float]) -> dict[str, float]:
             "context": {**w, "dense": 0.0, "context": 2.0}}.get(name, w)
 
 
+def _score(x: dict, w: dict[str, float]) -> float:
+    return sum(w.get(k, 0.0) * v for k, v in x["features"].items())
+
+
 def _order(sents: list[dict], w: dict[str, float]) -> list[dict]:
     """The cached sentences as ``assistant.sentences.score`` orders them (``other_file``: the
     weight of its one-note rule; 0 or absent: off)."""
     from assistant.sentences import one_note_first
 
-    sc = lambda x: sum(w.get(k, 0.0) * v for k, v in x["features"].items())  # noqa: E731
-    return one_note_first(sorted(sents, key=lambda x: -sc(x)), sc, lambda x: x.get("file"), w.get("other_file", 0.0))
+    return one_note_first(sorted(sents, key=lambda x: -_score(x, w)), lambda x: _score(x, w), lambda x: x.get("file"),
+                          w.get("other_file", 0.0))
 
 
 def _top3(r: dict, w: dict[str, float], mmr: float = 0.0) -> list[dict]:
     """The three sentences an answer shows; with ``mmr``, each next one also scored by the
     share of the question's terms that the ones before did not hold."""
-    sc = lambda x: sum(w.get(k, 0.0) * v for k, v in x["features"].items())  # noqa: E731
     ranked = _order(r["sentences"], w)
     if not mmr:
         return ranked[:3]
@@ -338,7 +341,7 @@ def _top3(r: dict, w: dict[str, float], mmr: float = 0.0) -> list[dict]:
     held: set[str] = set()
     for _ in range(min(3, len(ranked))):
         i = max((j for j in range(len(ranked)) if j not in chosen),
-                key=lambda j: sc(ranked[j]) + mmr * len(asked[j] - held) / len(qt))
+                key=lambda j: _score(ranked[j], w) + mmr * len(asked[j] - held) / len(qt))
         chosen.append(i)
         held |= asked[i]
     return [ranked[i] for i in chosen]

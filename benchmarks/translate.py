@@ -1,6 +1,9 @@
 """Questions in the other language than the notes, translated by the embedded model first.
 
-    .venv/bin/python benchmarks/translate.py examples/suites/*.yaml --part tune
+    .venv/bin/python benchmarks/translate.py SUITE.yaml [SUITE2.yaml ...] --data-dir DIR [--data-dir DIR2 ...] --part tune
+
+Each suite is read over its own index (``--data-dir``, one per suite in order, as
+``answers.py``; e.g. the ones ``ablation.py`` builds).
 
 The product searches a Chinese question over English notes with its words looked up in
 CC-CEDICT too (``assistant.crosslang``). A classic alternative is machine translation of the
@@ -63,10 +66,13 @@ def translations(questions: dict[str, str], model: str, cache: Path) -> dict[str
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("suites", nargs="+", type=Path)
+    ap.add_argument("--data-dir", type=Path, action="append", required=True, help="the index of each suite, in order")
     ap.add_argument("--part", default="tune", choices=["tune", "report", "all"])
     ap.add_argument("--model", default="qwen2.5-coder-0.5b")
     ap.add_argument("--work", type=Path, default=Path("/tmp/notes-assistant-ablation"))
     args = ap.parse_args()
+    if len(args.data_dir) != len(args.suites):
+        ap.error("give one --data-dir per suite")
 
     import ablation
 
@@ -77,15 +83,14 @@ def main() -> int:
     from assistant.query import NotesAssistant
     from assistant.retrieve import HybridRetriever
     from assistant.sentences import ASKS_FORMULA, candidates, featurize, score
-    from assistant.settings import load_settings
+    from assistant.settings import Settings
 
     dictionary = Dictionary.translate
-    for sp in args.suites:
+    for sp, data_dir in zip(args.suites, args.data_dir):
         suite, cases = ablation.load(sp, args.part, answerable_only=False)
         if not cases or not suite.notes_dir.exists():
             continue
-        size = 800 if "-en" in sp.stem else 400  # the shipped chunk size of the notes' language
-        s = load_settings(data_dir=args.work / f"{sp.stem}-c{size}", chunk_chars=size, chunk_chars_en=size)
+        s = Settings(data_dir=data_dir)
         qa = NotesAssistant(s, notes_dir=suite.notes_dir)
         notes_lang = qa.snapshot.language
         cross = [c for c in cases if question_language(c.question) != notes_lang]
@@ -96,21 +101,24 @@ def main() -> int:
         translated = HybridRetriever(qa.snapshot, s.model_copy(update={"translate_questions": True,
                                                                        "translate_to_chinese": True}), top_k=10)
         emb = qa.snapshot.embedder
+        answerable = [c for c in cross if c.answerable]
+        own_cosine: dict[str, dict[str, float]] = {}  # question -> chunk id -> its cosine, from its own dense list
         rows: dict[str, list] = {}
         for variant in ("shipped", "translated, ranked for the question", "translated, ranked for the translation"):
             # the model's translation in the dictionary's place
             Dictionary.translate = dictionary if variant == "shipped" else (lambda self, q, lang, tr=tr: tr.get(q, ""))
             search = (lambda q, qa=qa: qa.search(q, top_k=10)) if variant == "shipped" else translated.search
-            answerable = [c for c in cross if c.answerable]
             ret = ablation.measure(search, answerable, suite.notes_dir, notes_lang)["all"]
             facts, through, refused = [], [], []
             for c in cross:
                 q = c.question
                 ps = search(q)[: s.top_k]
                 gate_ps = ps
-                if variant != "shipped":  # the question's own cosine, from its own dense list
-                    own = {ch.id: x for ch, x in qa.snapshot.dense.search(q, s.candidates, emb.get_query_embedding(q))}
-                    gate_ps = [dataclasses.replace(p, similarity=own.get(p.chunk.id)) for p in ps]
+                if variant != "shipped":  # the question's own cosine, not the translation's
+                    if q not in own_cosine:
+                        own_cosine[q] = {ch.id: x for ch, x in
+                                         qa.snapshot.dense.search(q, s.candidates, emb.get_query_embedding(q))}
+                    gate_ps = [dataclasses.replace(p, similarity=own_cosine[q].get(p.chunk.id)) for p in ps]
                 rank_q = tr.get(q, q) if variant.endswith("translation") else q
                 ranked = score(featurize(rank_q, candidates(ps, s.prompt_passages, bool(ASKS_FORMULA.search(q))), emb))
                 ok = evidence(q, gate_ps, s, question_language(q)).enough and bool(ranked) and answers(rank_q, ranked[0])
